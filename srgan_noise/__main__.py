@@ -1,0 +1,3 @@
+from srgan_noise.cli import main
+
+main()

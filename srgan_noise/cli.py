@@ -1,0 +1,137 @@
+"""The `srgan` command: thin typer commands that fill a config and call one library function."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+from rich.console import Console
+
+from srgan_noise.errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Image super-resolution with a GAN that trains stably.")
+console = Console(stderr=True)
+
+Device = Annotated[str, typer.Option(help="auto | cpu | cuda")]
+Seed = Annotated[int, typer.Option(help="Seed for weights, data order and noise.")]
+
+
+def _one_line_warnings(message, category, filename, lineno, file=None, line=None) -> None:
+    console.print(f"[yellow]warning:[/] {message}", highlight=False)
+
+
+def command(function: Callable) -> Callable:
+    """Turn UserError (bad input, diverged training) into one stderr line and exit 2."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        warnings.showwarning = _one_line_warnings
+        try:
+            return function(*args, **kwargs)
+        except UserError as error:
+            console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            console.print("[red]interrupted[/]: the last checkpoint written is kept", highlight=False)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _reject_unused(reason: str, **given: object) -> None:
+    """An option set explicitly that the chosen mode ignores is a mistake worth naming."""
+    used = [name for name, value in given.items() if value is not None]
+    if used:
+        names = ", ".join("--" + name.replace("_", "-") for name in used)
+        raise UserError(f"{names} has no effect {reason}")
+
+
+@app.command()
+@command
+def train(
+    data: Annotated[Optional[Path], typer.Option(help="Folder of HR training images (default: scikit-image samples).")] = None,
+    val: Annotated[Optional[Path], typer.Option(help="Folder of HR validation images (full images).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/<preset>-x<scale>).")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder (its saved config is used).")] = None,
+    scale: Annotated[int, typer.Option(help="2, 4 or 8.")] = 4,
+    preset: Annotated[str, typer.Option(help="tiny | small | srresnet (16 blocks x 64).")] = "small",
+    no_batch_norm: Annotated[bool, typer.Option("--no-batch-norm", help="Generator without BN.")] = False,
+    noise: Annotated[str, typer.Option(help="Instance noise: none | constant | linear (sigma0 -> 0).")] = "linear",
+    sigma0: Annotated[Optional[float], typer.Option(help="Noise std in [0,1] intensity units [default: 0.1].")] = None,
+    noise_steps: Annotated[Optional[int], typer.Option(help="Step where linear noise reaches 0 [default: --steps].")] = None,
+    reg: Annotated[str, typer.Option(help="none | roth (analytic instance noise, +gamma/2*Omega on the D loss).")] = "none",
+    gamma0: Annotated[Optional[float], typer.Option(help="Roth gamma at step 0, a noise variance [default: 2.0].")] = None,
+    gamma_schedule: Annotated[Optional[str], typer.Option(help="annealed (gamma0*0.01^(t/T)) | constant [default: annealed].")] = None,
+    reg_every: Annotated[Optional[int], typer.Option(help="Apply the regulariser every k-th D step, scaled by k [default: 1].")] = None,
+    label_smoothing: Annotated[bool, typer.Option("--label-smoothing", help="One-sided: real target 0.9.")] = False,
+    g_loss: Annotated[str, typer.Option(help="non-saturating | saturating (log(1-D)).")] = "non-saturating",
+    adv_weight: Annotated[float, typer.Option(help="Weight of the adversarial term.")] = 1e-3,
+    d_steps: Annotated[int, typer.Option(help="D updates per G update.")] = 1,
+    steps: Annotated[Optional[int], typer.Option(help="GAN steps [default: 300]; with --resume, a new total.")] = None,
+    pretrain_steps: Annotated[int, typer.Option(help="MSE pre-training steps.")] = 300,
+    batch_size: Annotated[int, typer.Option(help="Patches per step.")] = 8,
+    patch_size: Annotated[int, typer.Option(help="HR patch side (multiple of the scale).")] = 64,
+    lr: Annotated[float, typer.Option(help="Adam learning rate, GAN phase.")] = 1e-4,
+    pretrain_lr: Annotated[float, typer.Option(help="Adam learning rate, MSE phase.")] = 2e-4,
+    log_every: Annotated[int, typer.Option(help="Steps per monitoring window (validation at each).")] = 25,
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints (multiple of --log-every).")] = 100,
+    device: Device = "auto",
+    amp: Annotated[bool, typer.Option("--amp", help="bfloat16 autocast.")] = False,
+    seed: Seed = 0,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Train a generator: MSE pre-training, then the stabilised GAN phase."""
+    from srgan_noise.checkpoint import load_checkpoint
+    from srgan_noise.config import preset as make_preset
+    from srgan_noise.plot import plot_run
+    from srgan_noise.train import TrainConfig, train as run_training
+
+    if resume is not None:
+        saved = TrainConfig.from_dict(load_checkpoint(resume)["config"])
+        config = TrainConfig.from_dict({**saved.to_dict(), "out": str(resume), "progress": progress,
+                                        **({"steps": steps} if steps is not None else {})})
+    else:
+        if noise == "none":
+            _reject_unused("with --noise none", sigma0=sigma0, noise_steps=noise_steps)
+        if reg == "none":
+            _reject_unused("with --reg none", gamma0=gamma0, gamma_schedule=gamma_schedule, reg_every=reg_every)
+        model = make_preset(preset, scale=scale, batch_norm=not no_batch_norm)
+        config = TrainConfig(
+            out=str(out or Path("runs") / f"{preset}-x{scale}"), data=str(data) if data else None,
+            val=str(val) if val else None, model=model, noise=noise,
+            sigma0=0.1 if sigma0 is None else sigma0, noise_steps=noise_steps, reg=reg,
+            gamma0=2.0 if gamma0 is None else gamma0, gamma_schedule=gamma_schedule or "annealed",
+            reg_every=reg_every or 1, label_smoothing=label_smoothing, g_loss=g_loss, adv_weight=adv_weight,
+            d_steps=d_steps, steps=300 if steps is None else steps, pretrain_steps=pretrain_steps,
+            batch_size=batch_size, patch_size=patch_size, lr=lr, pretrain_lr=pretrain_lr, log_every=log_every,
+            checkpoint_every=checkpoint_every, device=device, amp=amp, seed=seed, progress=progress,
+        )
+    run = run_training(config, resume=resume is not None)
+    figure = plot_run(run)
+    console.print(f"done: run in {run}/ (metrics.jsonl, tb/, checkpoint.pt), "
+                  f"generator weights {run}/generator.safetensors, plot {figure}", highlight=False)
+
+
+@app.command()
+@command
+def plot(
+    run: Annotated[Path, typer.Argument(help="A run folder written by srgan train.")],
+    out: Annotated[Optional[Path], typer.Option(help="PNG to write [default: RUN/monitor.png].")] = None,
+) -> None:
+    """Plot D(real) blue, D(fake) red, D_t(G_{t+1}) orange, then validation SSIM, MSE, PSNR."""
+    from srgan_noise.plot import plot_run
+
+    console.print(f"wrote {plot_run(run, out)}", highlight=False)
+
+
+def main() -> None:
+    app(prog_name="srgan")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Frozen configurations: one for the architecture (saved with every checkpoint
+and weights file so loading rebuilds the model), one per command."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from srgan_noise.errors import UserError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    scale: int = 4
+    channels: int = 64  # generator width
+    blocks: int = 16  # generator residual blocks
+    batch_norm: bool = True  # in the generator's residual blocks
+    d_channels: int = 64  # discriminator's first width (doubles up to 8x)
+    d_batch_norm: bool = True
+    d_dense: int = 1024  # discriminator's dense head width
+
+    def __post_init__(self) -> None:
+        if self.scale not in (2, 4, 8):
+            raise UserError(f"scale must be 2, 4 or 8, got {self.scale}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - names
+        if unknown:
+            raise UserError(f"unknown architecture fields {sorted(unknown)}")
+        return cls(**values)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": dict(channels=8, blocks=2, d_channels=8, d_dense=32),
+    "small": dict(channels=32, blocks=6, d_channels=32, d_dense=256),
+    "srresnet": dict(channels=64, blocks=16, d_channels=64, d_dense=1024),
+}
+
+
+def preset(name: str, scale: int = 4, **overrides: Any) -> ModelConfig:
+    if name not in PRESETS:
+        raise UserError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    return ModelConfig(scale=scale, **{**PRESETS[name], **overrides})

@@ -1,0 +1,78 @@
+"""SRResNet generator (Ledig et al. 2017): 9x9 head, residual body with a global
+skip, PixelShuffle x2 stages, 9x9 tail."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from srgan_noise.config import ModelConfig
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int, batch_norm: bool) -> None:
+        super().__init__()
+        norm = (lambda: nn.BatchNorm2d(channels)) if batch_norm else nn.Identity
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1),
+            norm(),
+            nn.PReLU(channels),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            norm(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class Generator(nn.Module):
+    """Maps an LR image (B, 3, h, w) in [0, 1] to (B, 3, h*scale, w*scale), unclamped."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config.channels
+        self.conv_first = nn.Sequential(nn.Conv2d(3, c, 9, padding=4), nn.PReLU(c))
+        self.body = nn.Sequential(*[ResidualBlock(c, config.batch_norm) for _ in range(config.blocks)])
+        self.conv_body = nn.Sequential(
+            nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c) if config.batch_norm else nn.Identity()
+        )
+        stages = []
+        for _ in range(int(math.log2(config.scale))):
+            stages += [nn.Conv2d(c, 4 * c, 3, padding=1), nn.PixelShuffle(2), nn.PReLU(c)]
+        self.upsample = nn.Sequential(*stages)
+        self.conv_last = nn.Conv2d(c, 3, 9, padding=4)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        # Small residual branches (BasicSR's MSRResNet init, scale 0.1) make the
+        # untrained body close to identity, which shortens MSE pre-training.
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight)
+                nn.init.zeros_(module.bias)
+        for block in self.body:
+            for module in block.body:
+                if isinstance(module, nn.Conv2d):
+                    module.weight.data.mul_(0.1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.conv_first(x)
+        features = features + self.conv_body(self.body(features))
+        return self.conv_last(self.upsample(features))
+
+
+def receptive_radius(config: ModelConfig) -> int:
+    """Input pixels on each side that influence one output pixel.
+
+    Tiles overlapping by at least this much (in LR pixels) stitch to exactly the
+    untiled output: head 9x9 (4), two 3x3 per block (2), body conv (1), each
+    upsampling conv at its LR-equivalent resolution (1, 1/2, 1/4 -> ceil), tail
+    9x9 at HR resolution (4/scale, ceil)."""
+    radius = 4 + 2 * config.blocks + 1
+    stages = int(math.log2(config.scale))
+    radius += sum(math.ceil(1 / 2**i) for i in range(stages))
+    radius += math.ceil(4 / config.scale)
+    return radius

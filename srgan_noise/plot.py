@@ -1,0 +1,60 @@
+"""The seed's monitoring figure from a run's metrics.jsonl."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from srgan_noise.errors import UserError
+from srgan_noise.monitor import read_metrics
+
+D_CURVES = (("d_real", "D(real)", "tab:blue"), ("d_fake", "D(fake)", "tab:red"),
+            ("d_fake_next", "D$_t$(G$_{t+1}$)", "tab:orange"))
+
+
+def draw_d_curves(axis, records: list[dict[str, Any]]) -> None:
+    """Blue D(real), red D(fake), orange D_t(G_{t+1}) over GAN steps on one axis."""
+    gan = [r for r in records if r.get("phase") == "gan"]
+    steps = [r["step"] for r in gan]
+    for key, label, colour in D_CURVES:
+        axis.plot(steps, [r[key] for r in gan], color=colour, label=label)
+    axis.set_ylim(-0.02, 1.02)
+    axis.set_ylabel("mean D output")
+    axis.legend(loc="best", fontsize="small")
+
+
+def plot_run(run: Path, out: Path | None = None) -> Path:
+    """Write <run>/monitor.png (or `out`): D curves, then validation SSIM, MSE and PSNR."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_metrics(run)
+    if not records:
+        raise UserError(f"{run}: no metrics.jsonl with records to plot")
+    out = out or run / "monitor.png"
+    has_val = "val_ssim" in records[-1]
+    panels = 4 if has_val else 2
+    figure, axes = plt.subplots(panels, 1, figsize=(8, 2.6 * panels), sharex=True)
+    draw_d_curves(axes[0], records)
+    axes[0].set_title(f"{run.name}: discriminator outputs (GAN phase)")
+    steps = [r["step"] for r in records]
+    if has_val:
+        for axis, key, label in zip(axes[1:], ("val_ssim", "val_mse", "val_psnr"), ("SSIM", "MSE (Y, 0-255)", "PSNR (dB)")):
+            axis.plot(steps, [r[key] for r in records], color="black")
+            axis.set_ylabel(f"val {label}")
+    else:
+        axes[1].plot(steps, [r["loss_content"] for r in records], color="black")
+        axes[1].set_ylabel("train MSE")
+    pretrain_end = max((r["step"] for r in records if r["phase"] == "pretrain"), default=None)
+    for axis in axes[1:]:
+        if pretrain_end is not None:
+            axis.axvline(pretrain_end, color="grey", linestyle=":", linewidth=1)
+        axis.grid(alpha=0.3)
+    axes[-1].set_xlabel("step (dotted: end of MSE pre-training)" if pretrain_end else "step")
+    figure.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=110)
+    plt.close(figure)
+    return out

@@ -1,0 +1,354 @@
+"""`srgan train`: MSE pre-training of the generator, then the GAN phase with
+instance noise and/or the Roth et al. regulariser, monitored every window."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, ContextManager
+
+import torch
+import torch.nn.functional as F
+
+from srgan_noise.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from srgan_noise.config import ModelConfig, preset
+from srgan_noise.data import SAMPLE_TRAIN, SAMPLE_VAL, PatchSampler, load_folder, load_samples, validation_pairs
+from srgan_noise.discriminator import Discriminator
+from srgan_noise.errors import UserError
+from srgan_noise.generator import Generator
+from srgan_noise.losses import d_loss_bce, g_loss_non_saturating, g_loss_saturating
+from srgan_noise.metrics import y_metrics
+from srgan_noise.monitor import MetricsLog, WindowMeans, first_non_finite
+from srgan_noise.regularisers import add_instance_noise, roth_omega
+from srgan_noise.schedules import noise_sigma, reg_gamma
+from srgan_noise.weights import save_generator
+
+GENERATOR_WEIGHTS = "generator.safetensors"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    out: str = "runs/demo"
+    data: str | None = None  # HR image folder; None: scikit-image's bundled samples
+    val: str | None = None  # HR image folder; None: a held-out sample (or none with --data)
+    model: ModelConfig = dataclasses.field(default_factory=lambda: preset("small"))
+    # Instance noise: N(0, sigma^2) on real and fake before every D call, images in [0, 1].
+    noise: str = "linear"  # none | constant | linear
+    sigma0: float = 0.1
+    noise_steps: int | None = None  # linear schedule reaches 0 here; None: the GAN steps
+    # Roth et al. (2017) regulariser: + gamma/2 * Omega on the D loss.
+    reg: str = "none"  # none | roth
+    gamma0: float = 2.0
+    gamma_schedule: str = "annealed"  # annealed | constant
+    gamma_steps: int | None = None  # annealing horizon; None: the GAN steps
+    reg_every: int = 1  # lazy regularisation: every k-th D step, scaled by k
+    label_smoothing: bool = False  # one-sided: real target 0.9
+    g_loss: str = "non-saturating"  # non-saturating | saturating
+    adv_weight: float = 1e-3
+    d_steps: int = 1
+    steps: int = 300  # GAN steps
+    pretrain_steps: int = 300  # MSE steps before the GAN phase
+    batch_size: int = 8
+    patch_size: int = 64  # HR patch side
+    lr: float = 1e-4
+    pretrain_lr: float = 2e-4
+    log_every: int = 25  # steps per monitoring window (validation runs at each)
+    checkpoint_every: int = 100  # a multiple of log_every
+    device: str = "auto"  # auto | cpu | cuda
+    amp: bool = False  # bfloat16 autocast
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        choices = {"noise": ("none", "constant", "linear"), "reg": ("none", "roth"),
+                   "gamma_schedule": ("annealed", "constant"), "g_loss": ("non-saturating", "saturating"),
+                   "device": ("auto", "cpu", "cuda")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise UserError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}")
+        positive = ("batch_size", "patch_size", "d_steps", "reg_every", "log_every", "checkpoint_every")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.steps < 0 or self.pretrain_steps < 0 or self.steps + self.pretrain_steps == 0:
+            raise UserError("--steps and --pretrain-steps must be >= 0 and not both 0")
+        if self.sigma0 < 0 or self.gamma0 < 0:
+            raise UserError("--sigma0 and --gamma0 must be >= 0")
+        if self.checkpoint_every % self.log_every:
+            raise UserError("--checkpoint-every must be a multiple of --log-every")
+        if self.patch_size % self.model.scale:
+            raise UserError(f"--patch-size {self.patch_size} is not a multiple of the scale {self.model.scale}")
+        if self.patch_size < 16:
+            raise UserError("--patch-size must be at least 16 (the discriminator halves it four times)")
+
+    @property
+    def total_steps(self) -> int:
+        return self.pretrain_steps + self.steps
+
+    def sigma(self, t: int) -> float:
+        return noise_sigma(t, self.noise, self.sigma0, self.noise_steps if self.noise_steps is not None else self.steps)
+
+    def gamma(self, t: int) -> float:
+        if self.reg == "none":
+            return 0.0
+        horizon = self.gamma_steps if self.gamma_steps is not None else self.steps
+        return reg_gamma(t, self.gamma_schedule, self.gamma0, horizon)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        return cls(**{**values, "model": ModelConfig.from_dict(values["model"])})
+
+
+@dataclass
+class Nets:
+    generator: Generator
+    discriminator: Discriminator
+    opt_g: torch.optim.Optimizer  # used by both phases; its lr is set per phase
+    opt_d: torch.optim.Optimizer
+
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def pretrain_step(nets: Nets, batch: Batch, autocast: Callable[[], ContextManager]) -> dict[str, float]:
+    lr, hr = batch
+    with autocast():
+        sr = nets.generator(lr)
+    loss = F.mse_loss(sr.float(), hr)
+    nets.opt_g.zero_grad(set_to_none=True)
+    loss.backward()
+    nets.opt_g.step()
+    return {"loss_content": loss.item()}
+
+
+def gan_step(
+    nets: Nets, batches: list[Batch], t: int, config: TrainConfig, autocast: Callable[[], ContextManager]
+) -> dict[str, float]:
+    """One generator update, then config.d_steps discriminator updates (one batch each).
+
+    The three monitored means all use the same D_t (the discriminator before
+    this step's update): D(fake) on G_t's fakes, seen by the generator update;
+    D(real) and D_t(G_{t+1}) on the first D update's inputs, fresh fakes from
+    the updated generator (the seed's orange curve, free of an extra forward).
+    """
+    generator, discriminator = nets.generator, nets.discriminator
+    sigma, gamma = config.sigma(t), config.gamma(t)
+    g_loss = g_loss_saturating if config.g_loss == "saturating" else g_loss_non_saturating
+    real_target = 0.9 if config.label_smoothing else 1.0
+
+    # 1. Generator G_t -> G_{t+1} against the frozen D_t, noise on its input too.
+    lr, hr = batches[0]
+    discriminator.requires_grad_(False)
+    with autocast():
+        fake = generator(lr)
+        logits_fake = discriminator(add_instance_noise(fake, sigma))
+    loss_content = F.mse_loss(fake.float(), hr)
+    loss_adv = g_loss(logits_fake.float())
+    loss_g = loss_content + config.adv_weight * loss_adv
+    nets.opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    nets.opt_g.step()
+    discriminator.requires_grad_(True)
+    d_fake = torch.sigmoid(logits_fake.detach().float()).mean()
+
+    # 2. Discriminator D_t -> D_{t+1} on real images and fresh fakes of G_{t+1}.
+    for k, (lr, hr) in enumerate(batches):
+        with torch.no_grad(), autocast():
+            fake = generator(lr)
+        x_real = add_instance_noise(hr, sigma)
+        x_fake = add_instance_noise(fake.float(), sigma)
+        # Lazy regularisation: every reg_every-th D step, scaled up to keep its mean.
+        regularise = gamma > 0 and (t * config.d_steps + k) % config.reg_every == 0
+        if regularise:
+            x_real, x_fake = x_real.detach().requires_grad_(True), x_fake.detach().requires_grad_(True)
+        with autocast():
+            logits_real = discriminator(x_real).float()
+            logits_fake = discriminator(x_fake).float()
+        loss_d = d_loss_bce(logits_real, logits_fake, real_target)
+        omega = roth_omega(logits_real, x_real, logits_fake, x_fake) if regularise else loss_d.new_zeros(())
+        loss_d_total = loss_d + config.reg_every * gamma / 2 * omega
+        nets.opt_d.zero_grad(set_to_none=True)
+        loss_d_total.backward()
+        nets.opt_d.step()
+        if k == 0:
+            first = (loss_d.detach(), omega.detach(), torch.sigmoid(logits_real.detach()).mean(),
+                     torch.sigmoid(logits_fake.detach()).mean())
+
+    loss_d, omega, d_real, d_fake_next = first
+    # One device-to-host copy for every figure: this is the step's only sync point.
+    values = torch.stack([loss_g.detach(), loss_content.detach(), loss_adv.detach(), loss_d, omega,
+                          d_real, d_fake, d_fake_next]).tolist()
+    names = ("loss_g", "loss_content", "loss_adv", "loss_d", "omega", "d_real", "d_fake", "d_fake_next")
+    return {**dict(zip(names, values)), "sigma": sigma, "gamma": gamma, "omega_computed": float(regularise)}
+
+
+@torch.inference_mode()
+def evaluate(generator: Generator, pairs: list[Batch], scale: int, device: torch.device) -> dict[str, float]:
+    """Mean PSNR, MSE and SSIM on the Y channel over full validation images."""
+    was_training = generator.training
+    generator.eval()
+    totals = {"psnr": 0.0, "mse": 0.0, "ssim": 0.0}
+    for lr, hr in pairs:
+        sr = generator(lr.to(device).contiguous(memory_format=torch.channels_last)).float().cpu()
+        for name, value in y_metrics(sr, hr, border=scale).items():
+            totals[name] += float(value.mean())
+    generator.train(was_training)
+    return {f"val_{name}": total / len(pairs) for name, total in totals.items()}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def load_data(config: TrainConfig) -> tuple[PatchSampler, list[Batch]]:
+    scale = config.model.scale
+    if config.data is None:
+        train_images, source = load_samples(SAMPLE_TRAIN), "scikit-image samples"
+        val_images = load_samples(SAMPLE_VAL) if config.val is None else load_folder(Path(config.val))
+    else:
+        train_images, source = load_folder(Path(config.data)), config.data
+        val_images = load_folder(Path(config.val)) if config.val is not None else []
+    sampler = PatchSampler(train_images, config.patch_size, scale, source)
+    return sampler, validation_pairs(val_images, scale)
+
+
+def build_nets(model: ModelConfig, config: TrainConfig, device: torch.device) -> Nets:
+    # channels_last once, here: the 9x9 convs run several times faster on CPU.
+    generator = Generator(model).to(device, memory_format=torch.channels_last)
+    discriminator = Discriminator(model).to(device, memory_format=torch.channels_last)
+    betas = (0.9, 0.999)
+    return Nets(
+        generator,
+        discriminator,
+        torch.optim.Adam(generator.parameters(), lr=config.pretrain_lr, betas=betas),
+        torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=betas),
+    )
+
+
+def rng_states(data_rng: torch.Generator, device: torch.device) -> dict[str, Any]:
+    states = {"torch": torch.get_rng_state(), "data": data_rng.get_state()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def train(config: TrainConfig, resume: bool = False) -> Path:
+    """Run (or continue, with resume) a training run in config.out; returns the run folder.
+
+    Writes checkpoint.pt, metrics.jsonl, tb/ and generator.safetensors there."""
+    run = Path(config.out)
+    checkpoint = load_checkpoint(run) if resume else None
+    if not resume and (run / CHECKPOINT_NAME).exists():
+        raise UserError(f"{run}: already holds a run; use --resume to continue it or another --out")
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    data_rng = torch.Generator().manual_seed(config.seed)
+    sampler, val_pairs = load_data(config)
+    nets = build_nets(config.model, config, device)
+    step = 0
+    if checkpoint is not None:
+        nets.generator.load_state_dict(checkpoint["generator"])
+        nets.discriminator.load_state_dict(checkpoint["discriminator"])
+        nets.opt_g.load_state_dict(checkpoint["opt_g"])
+        nets.opt_d.load_state_dict(checkpoint["opt_d"])
+        torch.set_rng_state(checkpoint["rng"]["torch"])
+        data_rng.set_state(checkpoint["rng"]["data"])
+        if "cuda" in checkpoint["rng"] and device.type == "cuda":
+            torch.cuda.set_rng_state(checkpoint["rng"]["cuda"], device)
+        step = checkpoint["step"]
+    run.mkdir(parents=True, exist_ok=True)
+
+    def autocast() -> ContextManager:
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp)
+
+    def to_device(batch: Batch) -> Batch:
+        return tuple(x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last) for x in batch)
+
+    val_pairs = [(lr.contiguous(memory_format=torch.channels_last), hr) for lr, hr in val_pairs]
+    log = MetricsLog(run, resume_step=step if resume else None)
+    window, window_start = WindowMeans(), time.perf_counter()
+    last_record: dict[str, Any] = {}
+    progress = _progress(config) if config.progress else contextlib.nullcontext()
+    try:
+        with progress as bar:
+            task = bar.add_task("train", total=config.total_steps, completed=step, info="") if bar else None
+            while step < config.total_steps:
+                gan = step >= config.pretrain_steps
+                lr_now = config.lr if gan else config.pretrain_lr
+                for group in nets.opt_g.param_groups:
+                    group["lr"] = lr_now
+                if gan:
+                    batches = [to_device(sampler.sample(config.batch_size, data_rng)) for _ in range(config.d_steps)]
+                    values = gan_step(nets, batches, step - config.pretrain_steps, config, autocast)
+                else:
+                    values = pretrain_step(nets, to_device(sampler.sample(config.batch_size, data_rng)), autocast)
+                window.add(values)
+                step += 1
+                phase_end = step == config.pretrain_steps
+                if step % config.log_every and not phase_end and step != config.total_steps:
+                    if bar:
+                        bar.update(task, completed=step)
+                    continue
+
+                # End of a window: means, validation, log, maybe checkpoint.
+                seconds = (time.perf_counter() - window_start) / window.counts["loss_content"]
+                record = {"step": step, "phase": "gan" if gan else "pretrain", **window.means(),
+                          "seconds_per_step": seconds}
+                if val_pairs:
+                    record.update(evaluate(nets.generator, val_pairs, config.model.scale, device))
+                bad = first_non_finite(record)
+                if bad is not None:
+                    raise UserError(
+                        f"{run}: {bad} became {record[bad]} by step {step}; training stopped "
+                        f"(last good checkpoint kept: {_describe_checkpoint(run)})"
+                    )
+                log.write(record)
+                last_record = record
+                window.reset()
+                if step % config.checkpoint_every == 0 or step == config.total_steps or phase_end:
+                    state = {"config": config.to_dict(), "step": step, "generator": nets.generator.state_dict(),
+                             "discriminator": nets.discriminator.state_dict(), "opt_g": nets.opt_g.state_dict(),
+                             "opt_d": nets.opt_d.state_dict(), "rng": rng_states(data_rng, device)}
+                    save_checkpoint(state, run / CHECKPOINT_NAME)
+                    save_generator(nets.generator, run / GENERATOR_WEIGHTS, {"step": str(step)})
+                if bar:
+                    bar.update(task, completed=step, info=_summary(record))
+                window_start = time.perf_counter()
+    finally:
+        log.close()
+    return run
+
+
+def _describe_checkpoint(run: Path) -> str:
+    path = run / CHECKPOINT_NAME
+    if not path.exists():
+        return "none written yet"
+    return f"step {load_checkpoint(run)['step']} in {path}"
+
+
+def _summary(record: dict[str, Any]) -> str:
+    parts = [record["phase"], f"mse {record['loss_content']:.4f}"]
+    if record["phase"] == "gan":
+        parts += [f"D(real) {record['d_real']:.2f}", f"D(fake) {record['d_fake']:.2f}", f"loss_d {record['loss_d']:.3f}"]
+    if "val_psnr" in record:
+        parts.append(f"val {record['val_psnr']:.2f} dB")
+    return "  ".join(parts)
+
+
+def _progress(config: TrainConfig):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+    )

@@ -1,0 +1,62 @@
+"""Generator weights as safetensors, the architecture in the metadata, so a
+file alone rebuilds the model and loading never unpickles."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from srgan_noise.config import ModelConfig
+from srgan_noise.errors import UserError
+from srgan_noise.generator import Generator
+
+
+def save_generator(generator: Generator, path: Path, extra: dict[str, str] | None = None) -> None:
+    """Atomically write the generator's weights with its config in the metadata."""
+    metadata = {"format": "srgan_noise.generator", "config": json.dumps(generator.config.to_dict())}
+    metadata.update(extra or {})
+    tensors = {name: value.detach().cpu().contiguous() for name, value in generator.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        raise UserError(f"{path}: no such weights file")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise UserError(f"{path}: not a safetensors file ({error})") from None
+
+
+def load_generator(path: Path, device: torch.device | str = "cpu") -> Generator:
+    """Rebuild the generator from a weights file, in eval mode."""
+    metadata = read_metadata(path)
+    if "config" not in metadata:
+        raise UserError(f"{path}: no architecture in its metadata (not exported by srgan train)")
+    try:
+        config = ModelConfig.from_dict(json.loads(metadata["config"]))
+    except (json.JSONDecodeError, TypeError) as error:
+        raise UserError(f"{path}: unreadable architecture metadata ({error})") from None
+    generator = Generator(config)
+    try:
+        generator.load_state_dict(load_file(str(path)))
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()
+        detail = next((line.strip() for line in first[1:] if line.strip()), first[0] if first else "")
+        raise UserError(f"{path}: weights do not match the architecture in its metadata ({detail})") from None
+    return generator.to(device).eval()
