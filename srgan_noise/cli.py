@@ -61,6 +61,7 @@ def train(
     scale: Annotated[int, typer.Option(help="2, 4 or 8.")] = 4,
     preset: Annotated[str, typer.Option(help="tiny | small | srresnet (16 blocks x 64).")] = "small",
     no_batch_norm: Annotated[bool, typer.Option("--no-batch-norm", help="Generator without BN.")] = False,
+    image_skip: Annotated[bool, typer.Option(help="Add the bicubic-upsampled input to G's output (off: Ledig's original).")] = True,
     noise: Annotated[str, typer.Option(help="Instance noise: none | constant | linear (sigma0 -> 0).")] = "linear",
     sigma0: Annotated[Optional[float], typer.Option(help="Noise std in [0,1] intensity units [default: 0.1].")] = None,
     noise_steps: Annotated[Optional[int], typer.Option(help="Step where linear noise reaches 0 [default: --steps].")] = None,
@@ -100,7 +101,7 @@ def train(
             _reject_unused("with --noise none", sigma0=sigma0, noise_steps=noise_steps)
         if reg == "none":
             _reject_unused("with --reg none", gamma0=gamma0, gamma_schedule=gamma_schedule, reg_every=reg_every)
-        model = make_preset(preset, scale=scale, batch_norm=not no_batch_norm)
+        model = make_preset(preset, scale=scale, batch_norm=not no_batch_norm, image_skip=image_skip)
         config = TrainConfig(
             out=str(out or Path("runs") / f"{preset}-x{scale}"), data=str(data) if data else None,
             val=str(val) if val else None, model=model, noise=noise,
@@ -127,6 +128,88 @@ def plot(
     from srgan_noise.plot import plot_run
 
     console.print(f"wrote {plot_run(run, out)}", highlight=False)
+
+
+@app.command()
+@command
+def upscale(
+    inputs: Annotated[list[Path], typer.Argument(help="Image files, and folders of images (their non-image files are skipped with a note).", show_default=False)],
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="A file for one input file, else a folder \\[default: NAME_x<scale>.EXT beside each input].")] = None,
+    weights: Annotated[Optional[Path], typer.Option(help="Generator weights written by srgan train (RUN/generator.safetensors) \\[default: weights/srgan_x4.safetensors].")] = None,
+    tile: Annotated[int, typer.Option(help="LR pixels per tile side, context excluded.")] = 256,
+    overlap: Annotated[str, typer.Option(help="LR pixels of context around each tile; auto: the generator's receptive radius, which makes the output equal the untiled one.")] = "auto",
+    batch_tiles: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 4,
+    device: Device = "auto",
+    precision: Annotated[str, typer.Option(help="auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16; non-finite fp16/bf16 tiles are redone in fp32.")] = "auto",
+    ext: Annotated[str, typer.Option(help="auto (the input's format; bmp -> png) | png | jpg | webp")] = "auto",
+    alpha: Annotated[str, typer.Option(help="Alpha channel: bicubic | model (through the generator).")] = "bicubic",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
+    max_pixels: Annotated[int, typer.Option(help="Refuse larger inputs (Pillow's decompression-bomb guard).")] = 89_478_485,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Upscale images with a trained generator, tile by tile; the tiles stitch to exactly the untiled output.
+
+    Grey, RGBA (alpha upscaled separately), palette and 16-bit PNG/TIFF inputs are written back in their mode and depth.
+
+    Bad inputs are reported one line each and skipped; the others are still upscaled, and the exit status is 2 if any failed."""
+    from srgan_noise.upscale import UpscaleConfig, upscale_files
+
+    if overlap != "auto" and not overlap.isdigit():
+        raise UserError(f"--overlap must be auto or a number of LR pixels, got {overlap!r}")
+    config = UpscaleConfig(
+        inputs=tuple(str(path) for path in inputs), out=str(out) if out else None,
+        weights=str(weights) if weights else None, tile=tile, overlap=None if overlap == "auto" else int(overlap),
+        batch_tiles=batch_tiles, device=device, precision=precision, ext=ext, alpha=alpha, force=force,
+        max_pixels=max_pixels, progress=progress,
+    )
+    try:
+        report = upscale_files(config, console)
+    except KeyboardInterrupt:
+        console.print("[red]interrupted[/]: the images written so far are complete", highlight=False)
+        raise typer.Exit(130) from None
+    if report.failed:
+        if report.total > 1:
+            console.print(f"[red]error:[/] {len(report.failed)} of {report.total} inputs failed", highlight=False)
+        raise typer.Exit(2)
+
+
+@app.command()
+@command
+def compare(
+    schedules: Annotated[str, typer.Option(help="Comma-separated: none, noise-linear, noise-constant, roth-annealed, "
+                                                "roth-constant, label-smoothing.")] = "none,noise-linear,noise-constant,roth-annealed,roth-constant,label-smoothing",
+    seeds: Annotated[int, typer.Option(help="Runs per schedule, seeds 0..N-1.")] = 3,
+    steps: Annotated[Optional[int], typer.Option(help="GAN steps [default: 200 SR, 3000 toy].")] = None,
+    toy: Annotated[Optional[str], typer.Option(help="ring (8 modes, std 0.01) | grid (25 modes, std 0.05): the 2-D "
+                                                    "toy instead of SR; noise sigma0 = mode spacing/4, Roth gamma0 = "
+                                                    "sigma0^2 (ring 0.19/0.037, grid 0.5/0.25).")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for runs, tables and PNGs; finished runs there are reused.")] = Path("runs/compare"),
+    pretrain_steps: Annotated[Optional[int], typer.Option(help="SR: MSE steps per seed, shared by all schedules [default: 300].")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="SR: folder of HR training images [default: scikit-image samples].")] = None,
+    val: Annotated[Optional[Path], typer.Option(help="SR: folder of HR validation images (needed with --data).")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="SR: tiny | small | srresnet [default: tiny].")] = None,
+    scale: Annotated[Optional[int], typer.Option(help="SR: 2, 4 or 8 [default: 4].")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="SR: patches per step [default: 8].")] = None,
+    patch_size: Annotated[Optional[int], typer.Option(help="SR: HR patch side [default: 64].")] = None,
+    log_every: Annotated[Optional[int], typer.Option(help="SR: steps per window (validation at each) [default: 25].")] = None,
+    device: Device = "auto",
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Train under each stabilisation schedule and tabulate D behaviour and quality (SR task or 2-D toy)."""
+    from srgan_noise.compare import CompareConfig, compare as run_compare
+
+    if toy is not None:
+        _reject_unused("with --toy", pretrain_steps=pretrain_steps, data=data, val=val, preset=preset, scale=scale,
+                       batch_size=batch_size, patch_size=patch_size, log_every=log_every)
+    given = {"pretrain_steps": pretrain_steps, "preset": preset, "scale": scale, "batch_size": batch_size,
+             "patch_size": patch_size, "log_every": log_every}
+    config = CompareConfig(
+        schedules=tuple(name.strip() for name in schedules.split(",") if name.strip()), seeds=seeds, out=str(out),
+        toy=toy, steps=steps, data=str(data) if data else None, val=str(val) if val else None, device=device,
+        progress=progress, **{name: value for name, value in given.items() if value is not None},
+    )
+    paths = run_compare(config)
+    console.print("wrote " + ", ".join(str(path) for path in paths), highlight=False)
 
 
 def main() -> None:

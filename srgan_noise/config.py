@@ -16,6 +16,10 @@ class ModelConfig:
     channels: int = 64  # generator width
     blocks: int = 16  # generator residual blocks
     batch_norm: bool = True  # in the generator's residual blocks
+    # Add the bicubic-upsampled input to the output so the network learns a
+    # residual (BasicSR's MSRResNet): pre-training passes bicubic in a few
+    # hundred steps instead of thousands. False is Ledig et al.'s original.
+    image_skip: bool = True
     d_channels: int = 64  # discriminator's first width (doubles up to 8x)
     d_batch_norm: bool = True
     d_dense: int = 1024  # discriminator's dense head width

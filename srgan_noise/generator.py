@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from srgan_noise.config import ModelConfig
@@ -28,7 +29,9 @@ class ResidualBlock(nn.Module):
 
 
 class Generator(nn.Module):
-    """Maps an LR image (B, 3, h, w) in [0, 1] to (B, 3, h*scale, w*scale), unclamped."""
+    """Maps an LR image (B, 3, h, w) in [0, 1] to (B, 3, h*scale, w*scale), unclamped.
+
+    With config.image_skip the output is bicubic(x) + residual."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -47,21 +50,21 @@ class Generator(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        # Small residual branches (BasicSR's MSRResNet init, scale 0.1) make the
-        # untrained body close to identity, which shortens MSE pre-training.
+        # Kaiming scaled by 0.1 (BasicSR's MSRResNet init): residual branches
+        # start near identity and, with the image skip, the output near bicubic.
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight)
+                module.weight.data.mul_(0.1)
                 nn.init.zeros_(module.bias)
-        for block in self.body:
-            for module in block.body:
-                if isinstance(module, nn.Conv2d):
-                    module.weight.data.mul_(0.1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.conv_first(x)
         features = features + self.conv_body(self.body(features))
-        return self.conv_last(self.upsample(features))
+        out = self.conv_last(self.upsample(features))
+        if self.config.image_skip:
+            out = out + F.interpolate(x, scale_factor=self.config.scale, mode="bicubic", align_corners=False)
+        return out
 
 
 def receptive_radius(config: ModelConfig) -> int:
@@ -70,7 +73,8 @@ def receptive_radius(config: ModelConfig) -> int:
     Tiles overlapping by at least this much (in LR pixels) stitch to exactly the
     untiled output: head 9x9 (4), two 3x3 per block (2), body conv (1), each
     upsampling conv at its LR-equivalent resolution (1, 1/2, 1/4 -> ceil), tail
-    9x9 at HR resolution (4/scale, ceil)."""
+    9x9 at HR resolution (4/scale, ceil). The image skip's bicubic reaches
+    2 LR pixels, well inside that."""
     radius = 4 + 2 * config.blocks + 1
     stages = int(math.log2(config.scale))
     radius += sum(math.ceil(1 / 2**i) for i in range(stages))

@@ -178,14 +178,14 @@ def gan_step(
         nets.opt_d.step()
         if k == 0:
             first = (loss_d.detach(), omega.detach(), torch.sigmoid(logits_real.detach()).mean(),
-                     torch.sigmoid(logits_fake.detach()).mean())
+                     torch.sigmoid(logits_fake.detach()).mean(), regularise)
 
-    loss_d, omega, d_real, d_fake_next = first
+    loss_d, omega, d_real, d_fake_next, regularised = first
     # One device-to-host copy for every figure: this is the step's only sync point.
     values = torch.stack([loss_g.detach(), loss_content.detach(), loss_adv.detach(), loss_d, omega,
                           d_real, d_fake, d_fake_next]).tolist()
     names = ("loss_g", "loss_content", "loss_adv", "loss_d", "omega", "d_real", "d_fake", "d_fake_next")
-    return {**dict(zip(names, values)), "sigma": sigma, "gamma": gamma, "omega_computed": float(regularise)}
+    return {**dict(zip(names, values)), "sigma": sigma, "gamma": gamma, "omega_computed": float(regularised)}
 
 
 @torch.inference_mode()

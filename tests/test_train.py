@@ -1,0 +1,183 @@
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from srgan_noise.checkpoint import load_checkpoint
+from srgan_noise.config import preset
+from srgan_noise.errors import UserError
+from srgan_noise.monitor import read_metrics
+from srgan_noise.train import Nets, TrainConfig, build_nets, gan_step, train
+from srgan_noise.weights import load_generator
+
+TINY = dict(model=preset("tiny"), batch_size=2, patch_size=16, log_every=2, checkpoint_every=2, progress=False)
+
+
+def config(tmp_path, name="run", **overrides):
+    return TrainConfig(out=str(tmp_path / name), **{**TINY, **overrides})
+
+
+def batches(n=1, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.rand(2, 3, 4, 4, generator=g), torch.rand(2, 3, 16, 16, generator=g)) for _ in range(n)]
+
+
+def nets_for(cfg):
+    torch.manual_seed(0)
+    return build_nets(cfg.model, cfg, torch.device("cpu"))
+
+
+def null():
+    return torch.autocast("cpu", enabled=False)
+
+
+class Spy(torch.nn.Module):
+    """Records every discriminator input."""
+
+    def __init__(self, discriminator):
+        super().__init__()
+        self.discriminator, self.inputs = discriminator, []
+
+    def forward(self, x):
+        self.inputs.append(x.detach().clone())
+        return self.discriminator(x)
+
+
+def test_noise_on_both_inputs_of_every_d_call(tmp_path):
+    cfg = config(tmp_path, noise="constant", sigma0=0.2)
+    nets = nets_for(cfg)
+    spy = Spy(nets.discriminator)
+    nets = Nets(nets.generator, spy, nets.opt_g, nets.opt_d)
+    (lr, hr), = data = batches()
+    with torch.no_grad():
+        fake_before = nets.generator(lr)
+    gan_step(nets, data, 0, cfg, null)
+    g_input, real_input, fake_input = spy.inputs  # G's adversarial call, then D's two
+    for seen, clean in ((g_input, fake_before), (real_input, hr)):
+        assert abs((seen - clean).std().item() - 0.2) < 0.03
+    with torch.no_grad():
+        fake_after = nets.generator(lr)
+    assert abs((fake_input - fake_after).std().item() - 0.2) < 0.03
+
+
+def test_zero_noise_leaves_inputs_clean(tmp_path):
+    cfg = config(tmp_path, noise="none")
+    nets = nets_for(cfg)
+    spy = Spy(nets.discriminator)
+    data = batches()
+    gan_step(Nets(nets.generator, spy, nets.opt_g, nets.opt_d), data, 0, cfg, null)
+    assert torch.equal(spy.inputs[1], data[0][1])
+
+
+def test_regulariser_changes_d_update_only(tmp_path):
+    """+gamma/2 Omega is in the D loss only: G's update is the same with or without it."""
+    plain, roth = config(tmp_path, noise="none"), config(tmp_path, noise="none", reg="roth", gamma0=5.0)
+    results = []
+    for cfg in (plain, roth):
+        nets = nets_for(cfg)
+        torch.manual_seed(1)
+        values = gan_step(nets, batches(), 0, cfg, null)
+        results.append((nets, values))
+    (n0, v0), (n1, v1) = results
+    for p0, p1 in zip(n0.generator.parameters(), n1.generator.parameters()):
+        torch.testing.assert_close(p0, p1)
+    assert v0["omega"] == 0 and v1["omega"] > 0 and v1["gamma"] == 5.0
+    assert v1["loss_d"] == pytest.approx(v0["loss_d"])  # reported loss_d excludes the penalty
+    assert any(not torch.allclose(p0, p1) for p0, p1 in zip(n0.discriminator.parameters(), n1.discriminator.parameters()))
+
+
+def test_lazy_regularisation_every_k(tmp_path):
+    cfg = config(tmp_path, noise="none", reg="roth", reg_every=3, d_steps=2)
+    computed = [gan_step(nets_for(cfg), batches(2), t, cfg, null)["omega_computed"] for t in range(4)]
+    assert computed == [1.0, 0.0, 0.0, 1.0]  # first D updates are D steps 0, 2, 4, 6
+
+
+def test_lazy_regularisation_scaled_by_k(tmp_path):
+    """On a regularised D step, reg_every=k with gamma equals reg_every=1 with k*gamma."""
+    lazy = config(tmp_path, noise="none", reg="roth", reg_every=3, gamma0=0.5, gamma_schedule="constant")
+    eager = config(tmp_path, noise="none", reg="roth", reg_every=1, gamma0=1.5, gamma_schedule="constant")
+    nets = []
+    for cfg in (lazy, eager):
+        nets.append(nets_for(cfg))
+        gan_step(nets[-1], batches(), 0, cfg, null)
+    for p0, p1 in zip(nets[0].discriminator.parameters(), nets[1].discriminator.parameters()):
+        torch.testing.assert_close(p0, p1)
+
+
+def test_d_fake_next_is_old_d_on_new_generator(tmp_path):
+    """D_t(G_{t+1}) equals D_t (before its update) on the updated generator's fakes."""
+    cfg = config(tmp_path, noise="none", model=preset("tiny", d_batch_norm=False))
+    nets = nets_for(cfg)
+    d_before = __import__("copy").deepcopy(nets.discriminator)
+    data = batches()
+    values = gan_step(nets, data, 0, cfg, null)
+    with torch.no_grad():
+        expected = torch.sigmoid(d_before(nets.generator(data[0][0]))).mean().item()
+    assert values["d_fake_next"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_label_smoothing_changes_d_loss(tmp_path):
+    values = [gan_step(nets_for(c), batches(), 0, c, null)["loss_d"]
+              for c in (config(tmp_path, noise="none"), config(tmp_path, noise="none", label_smoothing=True))]
+    assert values[0] != pytest.approx(values[1])
+
+
+def test_resume_matches_uninterrupted(tmp_path, image_folder):
+    common = dict(data=str(image_folder), val=str(image_folder), pretrain_steps=4, noise="linear",
+                  noise_steps=8, reg="roth", gamma_steps=8)
+    whole = train(config(tmp_path, "whole", steps=8, **common))
+    half = train(config(tmp_path, "half", steps=2, **common))
+    halves = read_metrics(half)
+    assert halves[-1]["step"] == 6
+    saved = TrainConfig.from_dict(load_checkpoint(half)["config"])
+    train(dataclasses.replace(saved, steps=8), resume=True)
+    first, second = read_metrics(whole), read_metrics(half)
+    assert [r["step"] for r in first] == [2, 4, 6, 8, 10, 12]
+    assert len(first) == len(second)
+    for a, b in zip(first, second):
+        for key in a:
+            if key == "phase":
+                assert a[key] == b[key]
+            elif key != "seconds_per_step":
+                assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-7), key
+
+
+def test_outputs_written(tmp_path, image_folder):
+    run = train(config(tmp_path, data=str(image_folder), val=str(image_folder), steps=2, pretrain_steps=2))
+    record = read_metrics(run)[-1]
+    for key in ("d_real", "d_fake", "d_fake_next", "loss_d", "loss_g", "sigma", "gamma", "omega",
+                "val_ssim", "val_mse", "val_psnr"):
+        assert key in record
+    generator = load_generator(run / "generator.safetensors")
+    assert generator.config == preset("tiny")
+    assert list((run / "tb").iterdir())
+
+
+def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, image_folder):
+    cfg = config(tmp_path, data=str(image_folder), pretrain_steps=2, steps=4, adv_weight=float("nan"))
+    with pytest.raises(UserError, match=r"loss_g became nan by step 4.*last good checkpoint kept: step 2"):
+        train(cfg)
+    checkpoint = load_checkpoint(tmp_path / "run")
+    assert checkpoint["step"] == 2
+    assert all(torch.isfinite(v).all() for v in checkpoint["generator"].values() if v.is_floating_point())
+    assert [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").open()] == [2]
+
+
+def test_refuses_to_overwrite_a_run(tmp_path, image_folder):
+    cfg = config(tmp_path, data=str(image_folder), pretrain_steps=2, steps=0)
+    train(cfg)
+    with pytest.raises(UserError, match="already holds a run; use --resume"):
+        train(cfg)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(noise="cosine"), "--noise must be one of"),
+    (dict(checkpoint_every=3), "multiple of --log-every"),
+    (dict(patch_size=18), "not a multiple of the scale"),
+    (dict(steps=0, pretrain_steps=0), "not both 0"),
+    (dict(reg_every=0), "--reg-every must be at least 1"),
+])
+def test_invalid_config(tmp_path, overrides, message):
+    with pytest.raises(UserError, match=message):
+        config(tmp_path, **overrides)
