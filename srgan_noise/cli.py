@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Annotated, Callable, Optional
@@ -54,9 +55,9 @@ def _reject_unused(reason: str, **given: object) -> None:
 @app.command()
 @command
 def train(
-    data: Annotated[Optional[Path], typer.Option(help="Folder of HR training images (default: scikit-image samples).")] = None,
+    data: Annotated[Optional[list[Path]], typer.Option(help="Folder of HR training images; repeat for several (default: scikit-image samples).")] = None,
     val: Annotated[Optional[Path], typer.Option(help="Folder of HR validation images (full images).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/<preset>-x<scale>).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/<time>-<preset>-x<scale>).")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder (its saved config is used).")] = None,
     scale: Annotated[int, typer.Option(help="2, 4 or 8.")] = 4,
     preset: Annotated[str, typer.Option(help="tiny | small | srresnet (16 blocks x 64).")] = "small",
@@ -103,7 +104,7 @@ def train(
             _reject_unused("with --reg none", gamma0=gamma0, gamma_schedule=gamma_schedule, reg_every=reg_every)
         model = make_preset(preset, scale=scale, batch_norm=not no_batch_norm, image_skip=image_skip)
         config = TrainConfig(
-            out=str(out or Path("runs") / f"{preset}-x{scale}"), data=str(data) if data else None,
+            out=str(out or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{preset}-x{scale}"), data=tuple(str(folder) for folder in data) if data else None,
             val=str(val) if val else None, model=model, noise=noise,
             sigma0=0.1 if sigma0 is None else sigma0, noise_steps=noise_steps, reg=reg,
             gamma0=2.0 if gamma0 is None else gamma0, gamma_schedule=gamma_schedule or "annealed",
@@ -138,7 +139,7 @@ def upscale(
     weights: Annotated[Optional[Path], typer.Option(help="Generator weights written by srgan train (RUN/generator.safetensors) \\[default: weights/srgan_x4.safetensors].")] = None,
     tile: Annotated[int, typer.Option(help="LR pixels per tile side, context excluded.")] = 256,
     overlap: Annotated[str, typer.Option(help="LR pixels of context around each tile; auto: the generator's receptive radius, which makes the output equal the untiled one.")] = "auto",
-    batch_tiles: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 4,
+    batch_tiles: Annotated[Optional[int], typer.Option(help="Tiles per forward pass \\[default: 4 on CUDA; 1 on CPU, where batches gain nothing and cost memory].")] = None,
     device: Device = "auto",
     precision: Annotated[str, typer.Option(help="auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16; non-finite fp16/bf16 tiles are redone in fp32.")] = "auto",
     ext: Annotated[str, typer.Option(help="auto (the input's format; bmp -> png) | png | jpg | webp")] = "auto",

@@ -32,7 +32,7 @@ GENERATOR_WEIGHTS = "generator.safetensors"
 @dataclass(frozen=True)
 class TrainConfig:
     out: str = "runs/demo"
-    data: str | None = None  # HR image folder; None: scikit-image's bundled samples
+    data: tuple[str, ...] | str | None = None  # HR image folder(s); None: scikit-image's bundled samples
     val: str | None = None  # HR image folder; None: a held-out sample (or none with --data)
     model: ModelConfig = dataclasses.field(default_factory=lambda: preset("small"))
     # Instance noise: N(0, sigma^2) on real and fake before every D call, images in [0, 1].
@@ -63,6 +63,8 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        if isinstance(self.data, (str, list)):  # one folder, or a list back from JSON
+            object.__setattr__(self, "data", (self.data,) if isinstance(self.data, str) else tuple(self.data))
         choices = {"noise": ("none", "constant", "linear"), "reg": ("none", "roth"),
                    "gamma_schedule": ("annealed", "constant"), "g_loss": ("non-saturating", "saturating"),
                    "device": ("auto", "cpu", "cuda")}
@@ -216,7 +218,8 @@ def load_data(config: TrainConfig) -> tuple[PatchSampler, list[Batch]]:
         train_images, source = load_samples(SAMPLE_TRAIN), "scikit-image samples"
         val_images = load_samples(SAMPLE_VAL) if config.val is None else load_folder(Path(config.val))
     else:
-        train_images, source = load_folder(Path(config.data)), config.data
+        train_images = [image for folder in config.data for image in load_folder(Path(folder))]
+        source = " + ".join(config.data)
         val_images = load_folder(Path(config.val)) if config.val is not None else []
     sampler = PatchSampler(train_images, config.patch_size, scale, source)
     return sampler, validation_pairs(val_images, scale)
