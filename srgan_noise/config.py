@@ -23,6 +23,9 @@ class ModelConfig:
     d_channels: int = 64  # discriminator's first width (doubles up to 8x)
     d_batch_norm: bool = True
     d_dense: int = 1024  # discriminator's dense head width
+    d_spectral_norm: bool = False  # on every conv and linear layer of D (Miyato et al. 2018)
+    d_minibatch_kernels: int = 0  # minibatch discrimination kernels (0: off)
+    d_minibatch_dim: int = 8  # their dimension
 
     def __post_init__(self) -> None:
         if self.scale not in (2, 4, 8):

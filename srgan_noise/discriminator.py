@@ -1,11 +1,29 @@
-"""Ledig et al. (2017) VGG-style discriminator returning logits."""
+"""Ledig et al. (2017) VGG-style discriminator returning logits, with optional
+spectral normalisation and minibatch discrimination."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
 
 from srgan_noise.config import ModelConfig
+
+
+class MinibatchDiscrimination(nn.Module):
+    """Salimans et al. (2016): features f (B, A) -> o (B, kernels) with
+    M_i = f_i T reshaped (kernels, dim) and o(x_i)_b = sum_j exp(-||M_i,b - M_j,b||_L1),
+    the sum over the batch it is called with (so real and fake batches apart)."""
+
+    def __init__(self, in_features: int, kernels: int, dim: int) -> None:
+        super().__init__()
+        self.kernels, self.dim = kernels, dim
+        self.tensor = nn.Parameter(torch.randn(in_features, kernels * dim) * 0.1 / in_features**0.5)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        m = (features @ self.tensor).view(-1, self.kernels, self.dim)  # (B, kernels, dim)
+        l1 = (m.unsqueeze(0) - m.unsqueeze(1)).abs().sum(-1)  # (B, B, kernels)
+        return torch.exp(-l1).sum(1)
 
 
 class Discriminator(nn.Module):
@@ -32,12 +50,25 @@ class Discriminator(nn.Module):
             in_channels = width
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(6)
+        feature_count = 8 * c * 36
+        self.minibatch = (MinibatchDiscrimination(feature_count, config.d_minibatch_kernels, config.d_minibatch_dim)
+                          if config.d_minibatch_kernels else None)
         self.head = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(8 * c * 36, config.d_dense),
+            nn.Linear(feature_count + config.d_minibatch_kernels, config.d_dense),
             nn.LeakyReLU(0.2),
             nn.Linear(config.d_dense, 1),
         )
+        if config.d_spectral_norm:
+            for module in list(self.modules()):
+                for name, child in module.named_children():
+                    if isinstance(child, (nn.Conv2d, nn.Linear)):
+                        setattr(module, name, spectral_norm(child))
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> pooled features (B, 8c*36), the layer feature matching uses, and logits (B,)."""
+        features = self.pool(self.features(x)).flatten(1)
+        head_input = features if self.minibatch is None else torch.cat([features, self.minibatch(features)], 1)
+        return features, self.head(head_input).squeeze(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pool(self.features(x))).squeeze(1)
+        return self.forward_features(x)[1]

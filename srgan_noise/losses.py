@@ -1,9 +1,12 @@
-"""Adversarial losses on discriminator logits (B,)."""
+"""Adversarial losses on discriminator outputs (B,): logits for the
+cross-entropy losses, raw scores for LSGAN, hinge and the Wasserstein critic."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+LOSSES = ("non-saturating", "saturating", "lsgan", "hinge", "wgan", "wgan-gp")
 
 
 def d_loss_bce(logits_real: torch.Tensor, logits_fake: torch.Tensor, real_target: float = 1.0) -> torch.Tensor:
@@ -21,3 +24,59 @@ def g_loss_non_saturating(logits_fake: torch.Tensor) -> torch.Tensor:
 def g_loss_saturating(logits_fake: torch.Tensor) -> torch.Tensor:
     """log(1 - D(G(z))), the minimax loss, which saturates when D wins."""
     return -F.softplus(logits_fake).mean()
+
+
+def d_loss_lsgan(real: torch.Tensor, fake: torch.Tensor, real_target: float = 1.0) -> torch.Tensor:
+    """Mao et al. (2017): 1/2 E(D(x) - 1)^2 + 1/2 E D(G(z))^2, targets 1 and 0."""
+    return 0.5 * (real - real_target).pow(2).mean() + 0.5 * fake.pow(2).mean()
+
+
+def g_loss_lsgan(fake: torch.Tensor) -> torch.Tensor:
+    """1/2 E(D(G(z)) - 1)^2."""
+    return 0.5 * (fake - 1).pow(2).mean()
+
+
+def d_loss_hinge(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """E max(0, 1 - D(x)) + E max(0, 1 + D(G(z))) (Lim & Ye 2017; Miyato et al. 2018)."""
+    return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+
+
+def d_loss_wasserstein(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """The critic's -(E D(x) - E D(G(z))) (Arjovsky et al. 2017); also WGAN-GP's without its penalty."""
+    return fake.mean() - real.mean()
+
+
+def g_loss_score(fake: torch.Tensor) -> torch.Tensor:
+    """-E D(G(z)): the generator loss of hinge, WGAN and WGAN-GP."""
+    return -fake.mean()
+
+
+def d_loss(kind: str, real: torch.Tensor, fake: torch.Tensor, real_target: float = 1.0) -> torch.Tensor:
+    """The discriminator's loss for adversarial loss `kind` (one of LOSSES)."""
+    if kind in ("non-saturating", "saturating"):
+        return d_loss_bce(real, fake, real_target)
+    if kind == "lsgan":
+        return d_loss_lsgan(real, fake, real_target)
+    if kind == "hinge":
+        return d_loss_hinge(real, fake)
+    if kind in ("wgan", "wgan-gp"):
+        return d_loss_wasserstein(real, fake)
+    raise ValueError(f"unknown adversarial loss {kind!r}")
+
+
+def g_loss(kind: str, fake: torch.Tensor) -> torch.Tensor:
+    """The generator's adversarial loss for `kind` (one of LOSSES)."""
+    if kind == "non-saturating":
+        return g_loss_non_saturating(fake)
+    if kind == "saturating":
+        return g_loss_saturating(fake)
+    if kind == "lsgan":
+        return g_loss_lsgan(fake)
+    if kind in ("hinge", "wgan", "wgan-gp"):
+        return g_loss_score(fake)
+    raise ValueError(f"unknown adversarial loss {kind!r}")
+
+
+def feature_matching(features_real: torch.Tensor, features_fake: torch.Tensor) -> torch.Tensor:
+    """Salimans et al. (2016): ||mean_b f(x_real) - mean_b f(G(z))||^2 over (B, F) features."""
+    return (features_real.mean(0) - features_fake.mean(0)).pow(2).sum()

@@ -44,3 +44,62 @@ def roth_omega(
     weight_real = (1 - torch.sigmoid(logits_real)).pow(2)
     weight_fake = torch.sigmoid(logits_fake).pow(2)
     return (weight_real * norm_real).mean() + (weight_fake * norm_fake).mean()
+
+
+def r1_penalty(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """E ||grad_x phi(x)||^2: R1 on real inputs, R2 on fakes (Mescheder et al. 2018).
+    Added as gamma/2 times this, the 1/2 of Mescheder et al.'s convention."""
+    (norms,) = input_gradient_sq_norms((logits,), (x,))
+    return norms.mean()
+
+
+def wgan_gradient_penalty(critic, x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:
+    """Gulrajani et al. (2017): E (||grad critic(x_hat)|| - 1)^2 on random interpolates
+    x_hat = e x_real + (1 - e) x_fake, e ~ U[0, 1] per sample. Weight it by lambda (10)."""
+    mix = torch.rand(x_real.shape[0], *([1] * (x_real.dim() - 1)), device=x_real.device, dtype=x_real.dtype)
+    x_hat = (mix * x_real.detach() + (1 - mix) * x_fake.detach()).requires_grad_(True)
+    (norms,) = input_gradient_sq_norms((critic(x_hat),), (x_hat,))
+    return (norms.sqrt() - 1).pow(2).mean()
+
+
+def d_penalty(
+    kind: str, logits_real: torch.Tensor, x_real: torch.Tensor, logits_fake: torch.Tensor, x_fake: torch.Tensor
+) -> torch.Tensor:
+    """The penalty P of regulariser `kind` (roth | r1 | r2); the D loss gets + gamma/2 * P."""
+    if kind == "roth":
+        return roth_omega(logits_real, x_real, logits_fake, x_fake)
+    if kind == "r1":
+        return r1_penalty(logits_real, x_real)
+    if kind == "r2":
+        return r1_penalty(logits_fake, x_fake)
+    raise ValueError(f"unknown regulariser {kind!r}")
+
+
+class HistoricalAverage:
+    """Online mean of a module's parameter snapshots (Salimans et al. 2016).
+
+    penalty() = ||theta - mean of past theta||^2 summed over parameters; call
+    update() after each optimiser step to add the new snapshot."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.count = 0
+        self.mean = {name: torch.zeros_like(p, requires_grad=False) for name, p in module.named_parameters()}
+
+    def penalty(self, module: torch.nn.Module) -> torch.Tensor:
+        if self.count == 0:
+            return next(module.parameters()).new_zeros(())
+        return sum((p - self.mean[name]).pow(2).sum() for name, p in module.named_parameters())
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module) -> None:
+        self.count += 1
+        for name, p in module.named_parameters():
+            self.mean[name] += (p.detach() - self.mean[name]) / self.count
+
+    def state_dict(self) -> dict:
+        return {"count": self.count, "mean": dict(self.mean)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.count = state["count"]
+        for name, value in state["mean"].items():
+            self.mean[name].copy_(value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,14 +20,15 @@ from srgan_noise.data import SAMPLE_TRAIN, SAMPLE_VAL, PatchSampler, load_folder
 from srgan_noise.discriminator import Discriminator
 from srgan_noise.errors import UserError
 from srgan_noise.generator import Generator
-from srgan_noise.losses import d_loss_bce, g_loss_non_saturating, g_loss_saturating
+from srgan_noise.losses import LOSSES, d_loss, feature_matching, g_loss
 from srgan_noise.metrics import y_metrics
 from srgan_noise.monitor import MetricsLog, WindowMeans, first_non_finite
-from srgan_noise.regularisers import add_instance_noise, roth_omega
+from srgan_noise.regularisers import HistoricalAverage, add_instance_noise, d_penalty, wgan_gradient_penalty
 from srgan_noise.schedules import noise_sigma, reg_gamma
 from srgan_noise.weights import save_generator
 
 GENERATOR_WEIGHTS = "generator.safetensors"
+PRETRAIN_WEIGHTS = "generator_pretrain.safetensors"  # the MSE (PSNR-oriented) generator
 
 
 @dataclass(frozen=True)
@@ -39,14 +41,19 @@ class TrainConfig:
     noise: str = "linear"  # none | constant | linear
     sigma0: float = 0.1
     noise_steps: int | None = None  # linear schedule reaches 0 here; None: the GAN steps
-    # Roth et al. (2017) regulariser: + gamma/2 * Omega on the D loss.
-    reg: str = "none"  # none | roth
+    # D regulariser, + gamma/2 * penalty on the D loss: roth (Roth et al. 2017,
+    # analytic instance noise), r1 (on reals) or r2 (on fakes) (Mescheder et al. 2018).
+    reg: str = "none"  # none | roth | r1 | r2
     gamma0: float = 2.0
     gamma_schedule: str = "annealed"  # annealed | constant
     gamma_steps: int | None = None  # annealing horizon; None: the GAN steps
     reg_every: int = 1  # lazy regularisation: every k-th D step, scaled by k
     label_smoothing: bool = False  # one-sided: real target 0.9
-    g_loss: str = "non-saturating"  # non-saturating | saturating
+    loss: str = "non-saturating"  # one of losses.LOSSES
+    clip: float = 0.01  # wgan: D weights clipped to [-clip, clip] after each update
+    gp_weight: float = 10.0  # wgan-gp: lambda of the gradient penalty
+    feature_matching: str = "none"  # none | replace | add: G's adversarial term
+    historical_averaging: float = 0.0  # weight of ||theta - mean past theta||^2, both players
     adv_weight: float = 1e-3
     d_steps: int = 1
     steps: int = 300  # GAN steps
@@ -65,9 +72,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if isinstance(self.data, (str, list)):  # one folder, or a list back from JSON
             object.__setattr__(self, "data", (self.data,) if isinstance(self.data, str) else tuple(self.data))
-        choices = {"noise": ("none", "constant", "linear"), "reg": ("none", "roth"),
-                   "gamma_schedule": ("annealed", "constant"), "g_loss": ("non-saturating", "saturating"),
-                   "device": ("auto", "cpu", "cuda")}
+        choices = {"noise": ("none", "constant", "linear"), "reg": ("none", "roth", "r1", "r2"),
+                   "gamma_schedule": ("annealed", "constant"), "loss": LOSSES,
+                   "feature_matching": ("none", "replace", "add"), "device": ("auto", "cpu", "cuda")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}")
@@ -77,8 +84,10 @@ class TrainConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1")
         if self.steps < 0 or self.pretrain_steps < 0 or self.steps + self.pretrain_steps == 0:
             raise UserError("--steps and --pretrain-steps must be >= 0 and not both 0")
-        if self.sigma0 < 0 or self.gamma0 < 0:
-            raise UserError("--sigma0 and --gamma0 must be >= 0")
+        if min(self.sigma0, self.gamma0, self.clip, self.gp_weight, self.historical_averaging) < 0:
+            raise UserError("--sigma0, --gamma0, --clip, --gp-weight and --historical-averaging must be >= 0")
+        if self.label_smoothing and self.loss not in ("non-saturating", "saturating", "lsgan"):
+            raise UserError(f"--label-smoothing needs a loss with a real target, not --loss {self.loss}")
         if self.checkpoint_every % self.log_every:
             raise UserError("--checkpoint-every must be a multiple of --log-every")
         if self.patch_size % self.model.scale:
@@ -111,8 +120,11 @@ class TrainConfig:
 class Nets:
     generator: Generator
     discriminator: Discriminator
-    opt_g: torch.optim.Optimizer  # used by both phases; its lr is set per phase
+    opt_pretrain: torch.optim.Optimizer  # G, MSE phase
+    opt_g: torch.optim.Optimizer  # G, GAN phase
     opt_d: torch.optim.Optimizer
+    history_g: HistoricalAverage | None = None
+    history_d: HistoricalAverage | None = None
 
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -123,9 +135,9 @@ def pretrain_step(nets: Nets, batch: Batch, autocast: Callable[[], ContextManage
     with autocast():
         sr = nets.generator(lr)
     loss = F.mse_loss(sr.float(), hr)
-    nets.opt_g.zero_grad(set_to_none=True)
+    nets.opt_pretrain.zero_grad(set_to_none=True)
     loss.backward()
-    nets.opt_g.step()
+    nets.opt_pretrain.step()
     return {"loss_content": loss.item()}
 
 
@@ -138,10 +150,10 @@ def gan_step(
     this step's update): D(fake) on G_t's fakes, seen by the generator update;
     D(real) and D_t(G_{t+1}) on the first D update's inputs, fresh fakes from
     the updated generator (the seed's orange curve, free of an extra forward).
+    For losses on raw scores (lsgan, hinge, wgan) the means are of sigmoid(score).
     """
     generator, discriminator = nets.generator, nets.discriminator
     sigma, gamma = config.sigma(t), config.gamma(t)
-    g_loss = g_loss_saturating if config.g_loss == "saturating" else g_loss_non_saturating
     real_target = 0.9 if config.label_smoothing else 1.0
 
     # 1. Generator G_t -> G_{t+1} against the frozen D_t, noise on its input too.
@@ -149,13 +161,22 @@ def gan_step(
     discriminator.requires_grad_(False)
     with autocast():
         fake = generator(lr)
-        logits_fake = discriminator(add_instance_noise(fake, sigma))
+        features_fake, logits_fake = discriminator.forward_features(add_instance_noise(fake, sigma))
     loss_content = F.mse_loss(fake.float(), hr)
-    loss_adv = g_loss(logits_fake.float())
+    loss_adv = g_loss(config.loss, logits_fake.float())
+    if config.feature_matching != "none":
+        with torch.no_grad(), autocast():
+            features_real, _ = discriminator.forward_features(add_instance_noise(hr, sigma))
+        loss_features = feature_matching(features_real.float(), features_fake.float())
+        loss_adv = loss_features if config.feature_matching == "replace" else loss_adv + loss_features
     loss_g = loss_content + config.adv_weight * loss_adv
+    if nets.history_g is not None:
+        loss_g = loss_g + config.historical_averaging * nets.history_g.penalty(generator)
     nets.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     nets.opt_g.step()
+    if nets.history_g is not None:
+        nets.history_g.update(generator)
     discriminator.requires_grad_(True)
     d_fake = torch.sigmoid(logits_fake.detach().float()).mean()
 
@@ -172,14 +193,26 @@ def gan_step(
         with autocast():
             logits_real = discriminator(x_real).float()
             logits_fake = discriminator(x_fake).float()
-        loss_d = d_loss_bce(logits_real, logits_fake, real_target)
-        omega = roth_omega(logits_real, x_real, logits_fake, x_fake) if regularise else loss_d.new_zeros(())
-        loss_d_total = loss_d + config.reg_every * gamma / 2 * omega
+        loss_d = d_loss(config.loss, logits_real, logits_fake, real_target)
+        penalty = (d_penalty(config.reg, logits_real, x_real, logits_fake, x_fake) if regularise
+                   else loss_d.new_zeros(()))
+        loss_d_total = loss_d + config.reg_every * gamma / 2 * penalty
+        if config.loss == "wgan-gp":
+            with autocast():
+                loss_d_total = loss_d_total + config.gp_weight * wgan_gradient_penalty(discriminator, x_real, x_fake)
+        if nets.history_d is not None:
+            loss_d_total = loss_d_total + config.historical_averaging * nets.history_d.penalty(discriminator)
         nets.opt_d.zero_grad(set_to_none=True)
         loss_d_total.backward()
         nets.opt_d.step()
+        if config.loss == "wgan":
+            with torch.no_grad():
+                for parameter in discriminator.parameters():
+                    parameter.clamp_(-config.clip, config.clip)
+        if nets.history_d is not None:
+            nets.history_d.update(discriminator)
         if k == 0:
-            first = (loss_d.detach(), omega.detach(), torch.sigmoid(logits_real.detach()).mean(),
+            first = (loss_d.detach(), penalty.detach(), torch.sigmoid(logits_real.detach()).mean(),
                      torch.sigmoid(logits_fake.detach()).mean(), regularise)
 
     loss_d, omega, d_real, d_fake_next, regularised = first
@@ -229,12 +262,20 @@ def build_nets(model: ModelConfig, config: TrainConfig, device: torch.device) ->
     # channels_last once, here: the 9x9 convs run several times faster on CPU.
     generator = Generator(model).to(device, memory_format=torch.channels_last)
     discriminator = Discriminator(model).to(device, memory_format=torch.channels_last)
-    betas = (0.9, 0.999)
+    if config.loss == "wgan":  # Arjovsky et al.: RMSProp, momentum-free, for both players
+        gan_optimizer = functools.partial(torch.optim.RMSprop, lr=config.lr)
+    else:  # SRGAN's Adam; WGAN-GP's beta1 = 0, beta2 = 0.9 (Gulrajani et al.)
+        betas = (0.0, 0.9) if config.loss == "wgan-gp" else (0.9, 0.999)
+        gan_optimizer = functools.partial(torch.optim.Adam, lr=config.lr, betas=betas)
+    history = config.historical_averaging > 0
     return Nets(
         generator,
         discriminator,
-        torch.optim.Adam(generator.parameters(), lr=config.pretrain_lr, betas=betas),
-        torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=betas),
+        opt_pretrain=torch.optim.Adam(generator.parameters(), lr=config.pretrain_lr),
+        opt_g=gan_optimizer(generator.parameters()),
+        opt_d=gan_optimizer(discriminator.parameters()),
+        history_g=HistoricalAverage(generator) if history else None,
+        history_d=HistoricalAverage(discriminator) if history else None,
     )
 
 
@@ -262,8 +303,9 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     if checkpoint is not None:
         nets.generator.load_state_dict(checkpoint["generator"])
         nets.discriminator.load_state_dict(checkpoint["discriminator"])
-        nets.opt_g.load_state_dict(checkpoint["opt_g"])
-        nets.opt_d.load_state_dict(checkpoint["opt_d"])
+        for name in ("opt_pretrain", "opt_g", "opt_d", "history_g", "history_d"):
+            if getattr(nets, name) is not None:
+                getattr(nets, name).load_state_dict(checkpoint[name])
         torch.set_rng_state(checkpoint["rng"]["torch"])
         data_rng.set_state(checkpoint["rng"]["data"])
         if "cuda" in checkpoint["rng"] and device.type == "cuda":
@@ -287,9 +329,6 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             task = bar.add_task("train", total=config.total_steps, completed=step, info="") if bar else None
             while step < config.total_steps:
                 gan = step >= config.pretrain_steps
-                lr_now = config.lr if gan else config.pretrain_lr
-                for group in nets.opt_g.param_groups:
-                    group["lr"] = lr_now
                 if gan:
                     batches = [to_device(sampler.sample(config.batch_size, data_rng)) for _ in range(config.d_steps)]
                     values = gan_step(nets, batches, step - config.pretrain_steps, config, autocast)
@@ -319,11 +358,15 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
                 last_record = record
                 window.reset()
                 if step % config.checkpoint_every == 0 or step == config.total_steps or phase_end:
-                    state = {"config": config.to_dict(), "step": step, "generator": nets.generator.state_dict(),
-                             "discriminator": nets.discriminator.state_dict(), "opt_g": nets.opt_g.state_dict(),
-                             "opt_d": nets.opt_d.state_dict(), "rng": rng_states(data_rng, device)}
+                    state = {"config": config.to_dict(), "step": step, "rng": rng_states(data_rng, device)}
+                    for name in ("generator", "discriminator", "opt_pretrain", "opt_g", "opt_d", "history_g",
+                                 "history_d"):
+                        if getattr(nets, name) is not None:
+                            state[name] = getattr(nets, name).state_dict()
                     save_checkpoint(state, run / CHECKPOINT_NAME)
                     save_generator(nets.generator, run / GENERATOR_WEIGHTS, {"step": str(step)})
+                    if phase_end:
+                        save_generator(nets.generator, run / PRETRAIN_WEIGHTS, {"step": str(step)})
                 if bar:
                     bar.update(task, completed=step, info=_summary(record))
                 window_start = time.perf_counter()

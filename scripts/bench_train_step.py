@@ -1,0 +1,121 @@
+"""Cost of the monitored, stabilised GAN step, measured in one run.
+
+1. `gan_step` (noise on, D_t(G_{t+1}) monitored) against a bare step of the
+   same two networks: G forward/backward through D, D forward/backward on
+   real and (reused, detached) fake - the BasicSR SRGAN step with nothing else.
+2. The discriminator update with the Roth regulariser (double backward)
+   against without it, eager (every step) and lazy (every 4th, scaled by 4).
+
+Variants are interleaved and the median of the repeats is reported.
+
+    .venv/bin/python scripts/bench_train_step.py --preset srresnet --batch-size 16 --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from srgan_noise.config import preset
+from srgan_noise.losses import d_loss_bce, g_loss_non_saturating
+from srgan_noise.regularisers import add_instance_noise, roth_omega
+from srgan_noise.train import Nets, TrainConfig, build_nets, gan_step
+
+
+def bare_step(nets: Nets, lr: torch.Tensor, hr: torch.Tensor, adv_weight: float) -> None:
+    nets.discriminator.requires_grad_(False)
+    fake = nets.generator(lr)
+    loss_g = F.mse_loss(fake, hr) + adv_weight * g_loss_non_saturating(nets.discriminator(fake))
+    nets.opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    nets.opt_g.step()
+    nets.discriminator.requires_grad_(True)
+    loss_d = d_loss_bce(nets.discriminator(hr), nets.discriminator(fake.detach()))
+    nets.opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    nets.opt_d.step()
+
+
+def d_step(nets: Nets, hr: torch.Tensor, fake: torch.Tensor, gamma: float) -> None:
+    """The D update of gan_step, on its own (sigma 0.1 noise, as by default)."""
+    x_real, x_fake = add_instance_noise(hr, 0.1), add_instance_noise(fake, 0.1)
+    if gamma:
+        x_real, x_fake = x_real.requires_grad_(True), x_fake.requires_grad_(True)
+    logits_real, logits_fake = nets.discriminator(x_real), nets.discriminator(x_fake)
+    loss = d_loss_bce(logits_real, logits_fake)
+    if gamma:
+        loss = loss + gamma / 2 * roth_omega(logits_real, x_real, logits_fake, x_fake)
+    nets.opt_d.zero_grad(set_to_none=True)
+    loss.backward()
+    nets.opt_d.step()
+
+
+def timed(function) -> float:
+    start = time.perf_counter()
+    function()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="srresnet")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--patch-size", type=int, default=96)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+
+    device = torch.device(args.device)
+    config = TrainConfig(model=preset(args.preset), batch_size=args.batch_size, patch_size=args.patch_size,
+                         noise="linear", sigma0=0.1, steps=1000, progress=False)
+    nets = build_nets(config.model, config, device)
+    scale = config.model.scale
+    hr = torch.rand(args.batch_size, 3, args.patch_size, args.patch_size, device=device)
+    lr = F.interpolate(hr, scale_factor=1 / scale, mode="bicubic", antialias=True)
+    hr, lr = (x.contiguous(memory_format=torch.channels_last) for x in (hr, lr))
+    with torch.no_grad():
+        fake = nets.generator(lr)
+
+    def autocast():
+        return torch.autocast(device.type, enabled=False)
+
+    lazy = dataclasses.replace(config, reg="roth", reg_every=4)
+    variants = {
+        "bare G+D forward/backward": lambda: bare_step(nets, lr, hr, config.adv_weight),
+        "gan_step (noise, monitored)": lambda: gan_step(nets, [(lr, hr)], 0, config, autocast),
+        "D step": lambda: d_step(nets, hr, fake, 0.0),
+        "D step + Roth": lambda: d_step(nets, hr, fake, 2.0),
+        "D step + Roth lazy k=4 (4 steps)": lambda: [d_step(nets, hr, fake, 2.0 * 4 if k == 0 else 0.0)
+                                                     for k in range(4)],
+        "gan_step + Roth lazy k=4 (4 steps)": lambda: [gan_step(nets, [(lr, hr)], t, lazy, autocast)
+                                                       for t in range(4)],
+    }
+    for function in variants.values():  # warm-up
+        function()
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(args.repeats):
+        for name, function in variants.items():
+            times[name].append(timed(function))
+    median = {name: statistics.median(values) for name, values in times.items()}
+
+    print(f"device {device}, preset {args.preset}, batch {args.batch_size}, patch {args.patch_size}, "
+          f"threads {torch.get_num_threads()}, median of {args.repeats}")
+    for name, value in median.items():
+        print(f"  {name:38s} {value * 1000:9.1f} ms")
+    gan_ratio = median["gan_step (noise, monitored)"] / median["bare G+D forward/backward"]
+    roth_ratio = median["D step + Roth"] / median["D step"]
+    lazy_ratio = median["D step + Roth lazy k=4 (4 steps)"] / (4 * median["D step"])
+    print(f"gan_step / bare step:                 {gan_ratio:.3f}x  (goal <= 1.10)")
+    print(f"D step with Roth / without:           {roth_ratio:.3f}x  (goal <= 2.0)")
+    print(f"D step with Roth lazy k=4 / without:  {lazy_ratio:.3f}x  (goal <= 1.3)")
+
+
+if __name__ == "__main__":
+    main()
