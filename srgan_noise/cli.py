@@ -213,6 +213,34 @@ def compare(
     console.print("wrote " + ", ".join(str(path) for path in paths), highlight=False)
 
 
+@app.command("eval")
+@command
+def eval_(
+    data: Annotated[Path, typer.Option(help="Folder of HR (ground-truth) images, e.g. ../shared/data/Set5.", show_default=False)],
+    weights: Annotated[Optional[Path], typer.Option(help="Generator weights written by srgan train (RUN/generator.safetensors) \\[default: weights/srgan_x4.safetensors; none with --bicubic when that is absent].")] = None,
+    scale: Annotated[int, typer.Option(help="Must match the generator's scale.")] = 4,
+    bicubic: Annotated[bool, typer.Option("--bicubic", help="Also score the bicubic baseline (PIL bicubic down and up).")] = False,
+    out: Annotated[Optional[Path], typer.Option(help="Folder to write results.csv and results.json \\[default: print only].")] = None,
+    device: Device = "auto",
+) -> None:
+    """Benchmark on a folder of HR images: crop to a multiple of the scale, PIL bicubic LR, super-resolve, then
+    PSNR and SSIM (11x11 Gaussian, sigma 1.5) on the BT.601 Y channel with a `scale` px border cropped."""
+    from rich.progress import Progress
+
+    from srgan_noise.evaluate import EvalConfig, evaluate, results_table
+
+    config = EvalConfig(data=str(data), weights=str(weights) if weights else None, scale=scale, bicubic=bicubic,
+                        out=str(out) if out else None, device=device)
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
+        task = progress.add_task("images", total=None)
+        result = evaluate(config, on_image=lambda name: progress.advance(task))
+    if result.weights is None:
+        console.print("note: no --weights and no shipped weights: bicubic baseline only", highlight=False)
+    Console().print(results_table(result))
+    if out is not None:
+        console.print(f"wrote {out / 'results.csv'}, {out / 'results.json'}", highlight=False, soft_wrap=True)
+
+
 def main() -> None:
     app(prog_name="srgan")
 

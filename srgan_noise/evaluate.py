@@ -1,0 +1,242 @@
+"""`srgan eval`: the standard SR benchmark protocol on a folder of HR images.
+
+Each HR image is cropped to a multiple of the scale (top-left kept), the LR input
+is made with PIL bicubic (antialiased), the generator super-resolves it, and the
+result is compared with the HR image on the ITU-R BT.601 luma, `scale` pixels
+cropped from each border (PSNR; SSIM with an 11x11 Gaussian window, sigma 1.5).
+The bicubic baseline is PIL bicubic down and up, which reproduces the published
+Set5 x4 figure (28.42 dB / 0.8104, Ledig et al. 2017, Table 2) to 0.01 dB."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+from rich.table import Table
+
+from srgan_noise.data import mod_crop
+from srgan_noise.errors import UserError
+from srgan_noise.generator import Generator
+from srgan_noise.images import list_images, load_rgb, pil_to_tensor
+from srgan_noise.metrics import y_metrics
+from srgan_noise.train import resolve_device
+from srgan_noise.weights import load_generator
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "srgan_x4.safetensors"
+SSIM_WINDOW = 11  # the Gaussian window of metrics.y_metrics; images need this much left after the border crop
+CSV_COLUMNS = ("method", "image", "height", "width", "psnr", "ssim")
+MODEL, BICUBIC = "model", "bicubic"  # the two method names in rows, tables and files
+
+ImageDone = Callable[[str], None]  # called with each image's name once it is scored
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    data: str  # folder of HR images (the ground truth)
+    weights: str | None = None  # None: the shipped weights, or no model when absent and `bicubic` is set
+    scale: int = 4  # must match the generator's
+    bicubic: bool = False  # also score PIL bicubic upscaling
+    out: str | None = None  # folder for results.csv and results.json; None: nothing written
+    device: str = "auto"  # auto | cpu | cuda
+
+    def __post_init__(self) -> None:
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise UserError(f"--device must be one of auto, cpu, cuda, got {self.device!r}")
+        if self.scale < 2:
+            raise UserError(f"--scale must be at least 2, got {self.scale}")
+
+
+@dataclass(frozen=True)
+class ImageScore:
+    method: str  # MODEL or BICUBIC
+    image: str  # file name
+    height: int  # of the HR image after cropping to a multiple of the scale
+    width: int
+    psnr: float  # dB, Y channel
+    ssim: float
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    rows: tuple[ImageScore, ...]  # per image, model rows first
+    mean: dict[str, dict[str, float]]  # method -> {"psnr": dB, "ssim": ...}, the mean over images
+    scale: int
+    weights: str | None  # the weights file scored as MODEL, None for bicubic only
+
+    @property
+    def methods(self) -> list[str]:
+        return list(self.mean)
+
+
+def bicubic_down(hr: torch.Tensor, scale: int) -> torch.Tensor:
+    """(3, H, W) uint8, H and W multiples of `scale` -> (3, H/scale, W/scale) uint8,
+    PIL bicubic (antialiased when downscaling, as MATLAB imresize)."""
+    return _pil_resize(hr, (hr.shape[-1] // scale, hr.shape[-2] // scale))
+
+
+def bicubic_up(lr: torch.Tensor, scale: int) -> torch.Tensor:
+    """(3, h, w) uint8 -> (3, h*scale, w*scale) uint8, PIL bicubic."""
+    return _pil_resize(lr, (lr.shape[-1] * scale, lr.shape[-2] * scale))
+
+
+def _pil_resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    pil = Image.fromarray(image.permute(1, 2, 0).numpy())
+    return pil_to_tensor(pil.resize(size, Image.BICUBIC))
+
+
+def super_resolve(generator: Generator, lr: torch.Tensor) -> torch.Tensor:
+    """(3, h, w) float in [0, 1] -> (3, h*scale, w*scale) float32 on the CPU, unclamped.
+
+    One untiled forward of the whole image (generator in eval mode, on its device)."""
+    device = next(generator.parameters()).device
+    with torch.inference_mode():
+        batch = lr[None].to(device).contiguous(memory_format=torch.channels_last)
+        return generator(batch)[0].float().cpu()
+
+
+def score(sr: torch.Tensor, hr: torch.Tensor, scale: int) -> tuple[float, float]:
+    """PSNR (dB) and SSIM of (3, H, W) in [0, 1] against the HR image, Y channel,
+    `scale` pixels cropped from each border, both quantised to 8 bits."""
+    metrics = y_metrics(sr[None], hr[None], border=scale)
+    return metrics["psnr"].item(), metrics["ssim"].item()
+
+
+def evaluate_images(images: list[tuple[str, torch.Tensor]], scale: int, generator: Generator | None = None,
+                    bicubic: bool = False, on_image: ImageDone | None = None) -> EvalResult:
+    """Score named HR images, each (3, H, W) uint8, with the generator and/or the
+    bicubic baseline. Pure apart from `on_image`; the generator must be in eval mode."""
+    if generator is None and not bicubic:
+        raise ValueError("nothing to evaluate: no generator and bicubic=False")
+    if generator is not None and generator.config.scale != scale:
+        raise ValueError(f"scale {scale} does not match the generator's x{generator.config.scale}")
+    model_rows, bicubic_rows = [], []
+    for name, image in images:
+        hr = mod_crop(image, scale)
+        height, width = hr.shape[-2:]
+        if min(height, width) < 2 * scale + SSIM_WINDOW:
+            raise UserError(f"{name}: {width}x{height} after cropping to a multiple of {scale} is too small to "
+                            f"score (at least {2 * scale + SSIM_WINDOW} px a side: {scale} px borders and an "
+                            f"{SSIM_WINDOW}x{SSIM_WINDOW} SSIM window)")
+        lr = bicubic_down(hr, scale)
+        hr_float = hr.float().div(255)
+        if generator is not None:
+            psnr, ssim = score(super_resolve(generator, lr.float().div(255)), hr_float, scale)
+            model_rows.append(ImageScore(MODEL, name, height, width, psnr, ssim))
+        if bicubic:
+            psnr, ssim = score(bicubic_up(lr, scale).float().div(255), hr_float, scale)
+            bicubic_rows.append(ImageScore(BICUBIC, name, height, width, psnr, ssim))
+        if on_image is not None:
+            on_image(name)
+    rows = tuple(model_rows + bicubic_rows)
+    mean = {}
+    for method in (MODEL, BICUBIC):
+        scores = [row for row in rows if row.method == method]
+        if scores:
+            # The protocol's mean is over images (of per-image PSNR), not the PSNR of the pooled MSE.
+            mean[method] = {"psnr": float(np.mean([row.psnr for row in scores])),
+                            "ssim": float(np.mean([row.ssim for row in scores]))}
+    return EvalResult(rows, mean, scale, weights=None)
+
+
+def resolve_weights(config: EvalConfig) -> Path | None:
+    """The weights to score: --weights, else the shipped file, else None when only
+    the bicubic baseline was asked for."""
+    if config.weights is not None:
+        return Path(config.weights)
+    if DEFAULT_WEIGHTS.is_file():
+        return DEFAULT_WEIGHTS
+    if config.bicubic:
+        return None
+    raise UserError(f"no --weights given and no shipped weights at {DEFAULT_WEIGHTS}: train a generator with "
+                    "`srgan train` (or scripts/train_release.sh) and pass --weights RUN/generator.safetensors, "
+                    "or use --bicubic alone for the bicubic baseline")
+
+
+def evaluate(config: EvalConfig, on_image: ImageDone | None = None) -> EvalResult:
+    """Run the protocol on the folder `config.data`; write results.csv and
+    results.json to `config.out` when it is set. Any unreadable image is an error
+    (a mean over part of a benchmark is not the benchmark's figure)."""
+    paths = list_images(Path(config.data))
+    weights = resolve_weights(config)
+    generator = None
+    if weights is not None:
+        generator = load_generator(weights, resolve_device(config.device))
+        if generator.config.scale != config.scale:
+            raise UserError(f"--scale {config.scale} does not match {weights}, a x{generator.config.scale} "
+                            f"generator; use --scale {generator.config.scale}")
+        # Mode flag, set once: NHWC convolutions, matching the channels_last input of super_resolve.
+        generator = generator.to(memory_format=torch.channels_last)
+    images = [(path.name, load_rgb(path)) for path in paths]
+    result = evaluate_images(images, config.scale, generator, config.bicubic, on_image)
+    result = replace(result, weights=str(weights) if weights is not None else None)
+    if config.out is not None:
+        write_results(result, Path(config.out))
+    return result
+
+
+def results_table(result: EvalResult) -> Table:
+    """Per-image PSNR/SSIM, one column pair per method, and the mean as the last row."""
+    table = Table(title=f"x{result.scale}, Y channel, {result.scale} px border", title_justify="left")
+    table.add_column("image")
+    table.add_column("size", justify="right")
+    for method in result.methods:
+        label = method if method == BICUBIC else Path(result.weights or MODEL).stem
+        table.add_column(f"{label}\nPSNR dB", justify="right")
+        table.add_column(f"{label}\nSSIM", justify="right")
+    scores = {(row.method, row.image): row for row in result.rows}
+    images = dict.fromkeys(row.image for row in result.rows)
+    for image in images:
+        first = next(row for row in result.rows if row.image == image)
+        cells = [image, f"{first.width}x{first.height}"]
+        for method in result.methods:
+            cells += [f"{scores[method, image].psnr:.2f}", f"{scores[method, image].ssim:.4f}"]
+        table.add_row(*cells)
+    table.add_section()
+    cells = [f"mean of {len(images)}", ""]
+    for method in result.methods:
+        cells += [f"{result.mean[method]['psnr']:.2f}", f"{result.mean[method]['ssim']:.4f}"]
+    table.add_row(*cells, style="bold")
+    return table
+
+
+def write_results(result: EvalResult, folder: Path) -> tuple[Path, Path]:
+    """results.csv (per-image rows, then a `mean` row per method) and results.json
+    in `folder`, each written atomically. Returns their paths."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in result.rows:
+        writer.writerow([row.method, row.image, row.height, row.width, f"{row.psnr:.4f}", f"{row.ssim:.6f}"])
+    for method, mean in result.mean.items():
+        writer.writerow([method, "mean", "", "", f"{mean['psnr']:.4f}", f"{mean['ssim']:.6f}"])
+    document = {"scale": result.scale, "weights": result.weights, "border": result.scale, "channel": "Y (BT.601)",
+                "rows": [asdict(row) for row in result.rows], "mean": result.mean}
+    csv_path, json_path = folder / "results.csv", folder / "results.json"
+    _write_text_atomic(csv_path, buffer.getvalue())
+    _write_text_atomic(json_path, json.dumps(document, indent=2) + "\n")
+    return csv_path, json_path
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    """Through a temporary file in the same folder, then a rename: never half a file."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise UserError(f"{path.parent}: cannot write results there ({error.strerror or error})") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
