@@ -186,7 +186,7 @@ def compare(
                                                     "sigma0^2 (ring 0.19/0.037, grid 0.5/0.25).")] = None,
     out: Annotated[Path, typer.Option(help="Folder for runs, tables and PNGs; finished runs there are reused.")] = Path("runs/compare"),
     pretrain_steps: Annotated[Optional[int], typer.Option(help="SR: MSE steps per seed, shared by all schedules [default: 300].")] = None,
-    data: Annotated[Optional[Path], typer.Option(help="SR: folder of HR training images [default: scikit-image samples].")] = None,
+    data: Annotated[Optional[list[Path]], typer.Option(help="SR: folder of HR training images; repeat for several [default: scikit-image samples].")] = None,
     val: Annotated[Optional[Path], typer.Option(help="SR: folder of HR validation images (needed with --data).")] = None,
     preset: Annotated[Optional[str], typer.Option(help="SR: tiny | small | srresnet [default: tiny].")] = None,
     scale: Annotated[Optional[int], typer.Option(help="SR: 2, 4 or 8 [default: 4].")] = None,
@@ -206,8 +206,9 @@ def compare(
              "patch_size": patch_size, "log_every": log_every}
     config = CompareConfig(
         schedules=tuple(name.strip() for name in schedules.split(",") if name.strip()), seeds=seeds, out=str(out),
-        toy=toy, steps=steps, data=str(data) if data else None, val=str(val) if val else None, device=device,
-        progress=progress, **{name: value for name, value in given.items() if value is not None},
+        toy=toy, steps=steps, data=tuple(str(folder) for folder in data) if data else None,
+        val=str(val) if val else None, device=device, progress=progress,
+        **{name: value for name, value in given.items() if value is not None},
     )
     paths = run_compare(config)
     console.print("wrote " + ", ".join(str(path) for path in paths), highlight=False)

@@ -1,0 +1,359 @@
+"""`srgan compare`: the same GAN training under each stabilisation schedule,
+on the SR task (shared MSE pre-training per seed) or on the 2-D toy, with a
+Markdown/CSV table and a PNG of the discriminator curves and quality metrics."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import shutil
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from srgan_noise.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from srgan_noise.config import preset
+from srgan_noise.errors import UserError
+from srgan_noise.monitor import METRICS_NAME, read_metrics
+from srgan_noise.toy import (MIXTURE_STD, MIXTURES, MODE_SPACING, TOY_GAMMA0, TOY_SIGMA0, ToyConfig, ToyRun,
+                             mixture_centres, plot_snapshots, toy_metrics, train_toy)
+from srgan_noise.train import TrainConfig, train
+
+# Schedule name -> the fields it sets, on a plain GAN (no noise, no regulariser,
+# no smoothing), in both TrainConfig and ToyConfig. Strengths (sigma0, gamma0)
+# are each mode's defaults: 0.1 and 2.0 for images, TOY_SIGMA0/TOY_GAMMA0 for the toy.
+PLAIN = dict(noise="none", reg="none", label_smoothing=False)
+SCHEDULES: dict[str, dict[str, Any]] = {
+    "none": {},
+    "noise-linear": dict(noise="linear"),
+    "noise-constant": dict(noise="constant"),
+    "roth-annealed": dict(reg="roth", gamma_schedule="annealed"),
+    "roth-constant": dict(reg="roth", gamma_schedule="constant"),
+    "label-smoothing": dict(label_smoothing=True),
+}
+DEFAULT_STEPS = {"sr": 200, "toy": 3000}
+PUBLISHED_MODES = {"ring": 6.3, "grid": 17.3}  # plain GAN in the PacGAN harness (Lin et al. 2018)
+# Settings that may differ between a finished run and a request to reuse it.
+UNCOMPARED = ("out", "progress", "device")
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    schedules: tuple[str, ...] = tuple(SCHEDULES)
+    seeds: int = 3  # seeds 0 .. seeds-1
+    out: str = "runs/compare"
+    toy: str | None = None  # ring | grid: the 2-D toy instead of the SR task
+    steps: int | None = None  # GAN steps; None: DEFAULT_STEPS
+    pretrain_steps: int = 300  # SR: MSE steps, once per seed, shared by all schedules
+    data: tuple[str, ...] | None = None  # SR: HR training folders; None: scikit-image samples
+    val: str | None = None  # SR: HR validation folder (needed with data)
+    preset: str = "tiny"
+    scale: int = 4
+    batch_size: int = 8
+    patch_size: int = 64
+    log_every: int = 25
+    device: str = "auto"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.schedules if name not in SCHEDULES]
+        if unknown:
+            raise UserError(f"unknown schedule {', '.join(unknown)}; choose from {', '.join(SCHEDULES)}")
+        if not self.schedules or len(set(self.schedules)) != len(self.schedules):
+            raise UserError("--schedules must name at least one schedule, each once")
+        if self.seeds < 1:
+            raise UserError("--seeds must be at least 1")
+        if self.toy is not None and self.toy not in MIXTURES:
+            raise UserError(f"--toy must be one of {', '.join(MIXTURES)}")
+        if self.steps is not None and self.steps < 1:
+            raise UserError("--steps must be at least 1")
+        if self.pretrain_steps < 1:
+            raise UserError("--pretrain-steps must be at least 1 (every schedule starts from the same pre-trained G)")
+        if self.toy is None and self.data is not None and self.val is None:
+            raise UserError("--data needs --val: the table compares validation SSIM, MSE and PSNR")
+
+    @property
+    def gan_steps(self) -> int:
+        return self.steps if self.steps is not None else DEFAULT_STEPS["sr" if self.toy is None else "toy"]
+
+
+def compare(config: CompareConfig) -> list[Path]:
+    """Run (or reuse) every schedule and seed; returns the table (.md, .csv) and PNG paths."""
+    return compare_toy(config) if config.toy is not None else compare_sr(config)
+
+
+# 1. The SR task.
+
+
+def schedule_config(base: TrainConfig, name: str) -> TrainConfig:
+    return dataclasses.replace(base, **{**PLAIN, **SCHEDULES[name]})
+
+
+def compare_sr(config: CompareConfig) -> list[Path]:
+    out = Path(config.out)
+    base = TrainConfig(
+        data=config.data, val=config.val, model=preset(config.preset, scale=config.scale), **PLAIN,
+        steps=config.gan_steps, pretrain_steps=config.pretrain_steps, batch_size=config.batch_size,
+        patch_size=config.patch_size, log_every=config.log_every,
+        checkpoint_every=config.log_every * math.ceil(100 / config.log_every), device=config.device,
+        progress=config.progress,
+    )
+    pretrained = []
+    for seed in range(config.seeds):
+        folder = out / f"pretrain-seed{seed}"
+        pretrained.append(run_or_reuse(dataclasses.replace(base, out=str(folder), seed=seed, steps=0)))
+    runs: dict[str, list[list[dict[str, Any]]]] = {}
+    for name in config.schedules:
+        runs[name] = []
+        for seed in range(config.seeds):
+            run_config = dataclasses.replace(schedule_config(base, name), out=str(out / f"{name}-seed{seed}"), seed=seed)
+            if not (Path(run_config.out) / CHECKPOINT_NAME).exists():
+                start_from(pretrained[seed], run_config)
+            runs[name].append(read_metrics(run_or_reuse(run_config)))
+    rows = [{"schedule": "mse-pretrain", "seeds": config.seeds,
+             **summarise([read_metrics(run) for run in pretrained], pretrain_figures)}]
+    rows += [{"schedule": name, "seeds": config.seeds, **summarise(records, sr_figures)} for name, records in runs.items()]
+    tables = write_tables(rows, SR_COLUMNS, out / "compare", sr_notes(config))
+    return [*tables, plot_sr(runs, out / "compare.png")]
+
+
+def run_or_reuse(config: TrainConfig) -> Path:
+    """Train config.out to its last step: reuse it when its metrics already
+    reach that step, continue it from its checkpoint otherwise."""
+    run = Path(config.out)
+    if not (run / CHECKPOINT_NAME).exists():
+        (run / METRICS_NAME).unlink(missing_ok=True)  # records of a run killed before its first checkpoint
+        return train(config)
+    saved = load_checkpoint(run)["config"]
+    wanted = config.to_dict()
+    differing = sorted(key for key in wanted if key not in UNCOMPARED and saved.get(key) != wanted[key])
+    if differing:
+        raise UserError(f"{run}: holds a run with other settings ({', '.join(differing)}); use another --out")
+    records = read_metrics(run)
+    if records and records[-1]["step"] >= config.total_steps:
+        return run
+    return train(config, resume=True)
+
+
+def start_from(pretrained: Path, config: TrainConfig) -> None:
+    """Seed config.out with the pre-trained run: its metrics (so the curves
+    include the pre-training) and its checkpoint (weights, optimisers and the
+    data RNG, so every schedule sees the same batches) under config's settings."""
+    run = Path(config.out)
+    run.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(pretrained / METRICS_NAME, run / METRICS_NAME)
+    state = load_checkpoint(pretrained)
+    save_checkpoint({**state, "config": config.to_dict()}, run / CHECKPOINT_NAME)
+
+
+# 2. Summaries: per-run figures, then mean and std over seeds.
+
+
+def gan_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    gan = [r for r in records if r.get("phase") == "gan"]
+    if not gan:
+        raise UserError("a run has no GAN-phase records to summarise")
+    return gan
+
+
+def d_figures(gan: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean D outputs over the GAN windows; the fraction of windows that D wins
+    outright (D(real) > 0.95 and D(fake) < 0.05) and in which the generator
+    step helped (D_t(G_{t+1}) > D(fake)); seconds per step."""
+    return {
+        "d_real": statistics.fmean(r["d_real"] for r in gan),
+        "d_fake": statistics.fmean(r["d_fake"] for r in gan),
+        "d_fake_next": statistics.fmean(r["d_fake_next"] for r in gan),
+        "d_wins": statistics.fmean(float(r["d_real"] > 0.95 and r["d_fake"] < 0.05) for r in gan),
+        "g_helped": statistics.fmean(float(r["d_fake_next"] > r["d_fake"]) for r in gan),
+        "seconds_per_step": statistics.fmean(r["seconds_per_step"] for r in gan),
+    }
+
+
+def sr_figures(records: list[dict[str, Any]]) -> dict[str, float]:
+    """Validation SSIM, MSE, PSNR at the last step (final) and averaged over
+    the last quarter of the GAN windows (tail), plus the D figures."""
+    gan = gan_records(records)
+    tail = gan[-max(1, len(gan) // 4):]
+    figures = {}
+    for name in ("ssim", "mse", "psnr"):
+        figures[f"{name}_final"] = gan[-1].get(f"val_{name}", math.nan)
+        figures[f"{name}_tail"] = statistics.fmean(r.get(f"val_{name}", math.nan) for r in tail)
+    return {**figures, **d_figures(gan)}
+
+
+def pretrain_figures(records: list[dict[str, Any]]) -> dict[str, float]:
+    """The pre-trained generator's validation figures (the GAN phase's start)."""
+    last = records[-1]
+    return {f"{name}_{when}": last.get(f"val_{name}", math.nan)
+            for name in ("ssim", "mse", "psnr") for when in ("final", "tail")}
+
+
+def summarise(runs: list[Any], figures: Callable[[Any], dict[str, float]]) -> dict[str, tuple[float, float]]:
+    """figures of each seed's run -> {name: (mean, std over seeds)}; std is nan for one seed."""
+    per_seed = [figures(run) for run in runs]
+    summary = {}
+    for name in per_seed[0]:
+        values = [seed[name] for seed in per_seed]
+        std = statistics.stdev(values) if len(values) > 1 and all(map(math.isfinite, values)) else math.nan
+        summary[name] = (statistics.fmean(values), std)
+    return summary
+
+
+# 3. Tables: (key, Markdown header, format) per column.
+
+Column = tuple[str, str, str]
+D_COLUMNS: list[Column] = [
+    ("d_real", "D(real)", ".3f"), ("d_fake", "D(fake)", ".3f"), ("d_fake_next", "D_t(G_t+1)", ".3f"),
+    ("d_wins", "D wins", ".2f"), ("g_helped", "G step helped", ".2f"), ("seconds_per_step", "s/step", ".3f"),
+]
+SR_COLUMNS: list[Column] = [
+    ("ssim_final", "SSIM final", ".4f"), ("ssim_tail", "SSIM tail", ".4f"),
+    ("mse_final", "MSE final", ".2f"), ("mse_tail", "MSE tail", ".2f"),
+    ("psnr_final", "PSNR final", ".2f"), ("psnr_tail", "PSNR tail", ".2f"), *D_COLUMNS,
+]
+TOY_COLUMNS: list[Column] = [
+    ("modes", "modes", ".1f"), ("high_quality", "high-quality %", ".1f"), ("reverse_kl", "reverse KL", ".3f"),
+    *D_COLUMNS,
+]
+
+
+def format_cell(value: tuple[float, float] | None, spec: str) -> str:
+    if value is None:
+        return ""
+    mean, std = value
+    return f"{mean:{spec}}" if math.isnan(std) else f"{mean:{spec}} ± {std:{spec}}"
+
+
+def write_tables(rows: list[dict[str, Any]], columns: list[Column], stem: Path, notes: str) -> list[Path]:
+    """stem.md (mean ± std cells, then the notes) and stem.csv (<key>_mean,
+    <key>_std columns; empty where a row has no such figure)."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["| schedule | seeds | " + " | ".join(header for _, header, _ in columns) + " |",
+             "|---|---:|" + "---:|" * len(columns)]
+    for row in rows:
+        cells = [format_cell(row.get(key), spec) for key, _, spec in columns]
+        lines.append(f"| {row['schedule']} | {row['seeds']} | " + " | ".join(cells) + " |")
+    markdown = stem.with_suffix(".md")
+    markdown.write_text("\n".join(lines) + "\n\n" + notes + "\n")
+    table = stem.with_suffix(".csv")
+    with table.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["schedule", "seeds"] + [f"{key}_{part}" for key, _, _ in columns for part in ("mean", "std")])
+        for row in rows:
+            cells = []
+            for key, _, _ in columns:
+                cells += ["", ""] if key not in row else ["" if math.isnan(v) else f"{v:.6g}" for v in row[key]]
+            writer.writerow([row["schedule"], row["seeds"], *cells])
+    return [markdown, table]
+
+
+def sr_notes(config: CompareConfig) -> str:
+    return (f"SR x{config.scale}, preset {config.preset}, data {' + '.join(config.data or ('scikit-image samples',))}, "
+            f"val {config.val or 'chelsea'}; {config.pretrain_steps} MSE steps per seed shared by every schedule, "
+            f"then {config.gan_steps} GAN steps, batch {config.batch_size}, windows of {config.log_every} steps. "
+            "Cells: mean ± std over seeds. final: at the last step; tail: mean over the last quarter of the GAN "
+            "windows. MSE on Y in [0, 255]. D columns: means over GAN windows; D wins: fraction of windows with "
+            "D(real) > 0.95 and D(fake) < 0.05; G step helped: fraction with D_t(G_t+1) > D(fake).")
+
+
+def plot_sr(runs: dict[str, list[list[dict[str, Any]]]], path: Path) -> Path:
+    """Seed 0's D-curves panel per schedule, then validation SSIM and MSE over
+    steps (mean over seeds) for every schedule on two shared panels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from srgan_noise.plot import draw_d_curves
+
+    columns = min(3, len(runs))
+    d_rows = math.ceil(len(runs) / columns)
+    figure = plt.figure(figsize=(4.5 * columns, 2.8 * (d_rows + 1.3)))
+    grid = figure.add_gridspec(d_rows + 1, 2 * columns, height_ratios=[1] * d_rows + [1.3])
+    for index, (name, records) in enumerate(runs.items()):
+        row, column = divmod(index, columns)
+        axis = figure.add_subplot(grid[row, 2 * column:2 * column + 2])
+        draw_d_curves(axis, records[0])
+        axis.set_title(f"{name} (seed 0)", fontsize="medium")
+    half = columns
+    for position, (key, label) in enumerate((("val_ssim", "val SSIM"), ("val_mse", "val MSE (Y, 0-255)"))):
+        axis = figure.add_subplot(grid[d_rows, position * half:(position + 1) * half])
+        for name, records in runs.items():
+            steps, values = mean_curve(records, key)
+            axis.plot(steps, values, label=name)
+        axis.set_xlabel("step (GAN phase)")
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize="small")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def mean_curve(runs: list[list[dict[str, Any]]], key: str) -> tuple[list[int], list[float]]:
+    """GAN-phase steps and the mean over seeds of records[key] (last pre-training record included as the start)."""
+    per_seed = []
+    for records in runs:
+        gan_start = next((i for i, r in enumerate(records) if r.get("phase") == "gan"), len(records))
+        per_seed.append({r["step"]: r.get(key, math.nan) for r in records[max(0, gan_start - 1):]})
+    steps = sorted(set.intersection(*(set(seed) for seed in per_seed)))
+    return steps, [statistics.fmean(seed[step] for seed in per_seed) for step in steps]
+
+
+# 4. The 2-D toy.
+
+
+def compare_toy(config: CompareConfig) -> list[Path]:
+    out, mixture = Path(config.out), config.toy
+    base = ToyConfig(mixture=mixture, steps=config.gan_steps)
+    runs: dict[str, list[ToyRun]] = {}
+    for name in config.schedules:
+        toy_config = dataclasses.replace(base, **{**PLAIN, **SCHEDULES[name]})
+        runs[name] = [toy_run_or_reuse(dataclasses.replace(toy_config, seed=seed),
+                                       out / f"toy-{mixture}" / f"{name}-seed{seed}.json")
+                      for seed in range(config.seeds)]
+
+    def figures(run: ToyRun) -> dict[str, float]:
+        return {**toy_metrics(run.samples, mixture), **d_figures(run.records)}
+
+    rows = [{"schedule": "plain GAN, published (PacGAN)", "seeds": "", "modes": (PUBLISHED_MODES[mixture], math.nan)}]
+    rows += [{"schedule": name, "seeds": config.seeds, **summarise(seed_runs, figures)}
+             for name, seed_runs in runs.items()]
+    tables = write_tables(rows, TOY_COLUMNS, out / f"toy-{mixture}", toy_notes(base))
+    snapshots = plot_snapshots({name: seed_runs[0] for name, seed_runs in runs.items()}, mixture,
+                               out / f"toy-{mixture}.png")
+    return [*tables, snapshots]
+
+
+def toy_run_or_reuse(config: ToyConfig, path: Path) -> ToyRun:
+    """Load the toy run saved at path (JSON) when it was made with this config; train and save it otherwise."""
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if saved["config"] == config.to_dict():
+            snapshots = {int(step): torch.tensor(points) for step, points in saved["snapshots"].items()}
+            return ToyRun(saved["records"], snapshots, torch.tensor(saved["samples"]))
+    run = train_toy(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"config": config.to_dict(), "records": run.records,
+                                "snapshots": {step: points.tolist() for step, points in run.snapshots.items()},
+                                "samples": run.samples.tolist()}))
+    return run
+
+
+def toy_notes(base: ToyConfig) -> str:
+    mixture = base.mixture
+    return (f"2-D {mixture} ({len(mixture_centres(mixture))} modes, std {MIXTURE_STD[mixture]}): {base.steps} steps, batch "
+            f"{base.batch_size}, generator and discriminator MLPs of 3 hidden ReLU layers x {base.width}, latent "
+            f"{base.latent}, Adam lr {base.lr} betas (0.5, 0.999); {base.samples} samples scored. Instance noise "
+            f"sigma0 {TOY_SIGMA0[mixture]:.3g} (a quarter of the mode spacing {MODE_SPACING[mixture]:.3g}); Roth gamma0 "
+            f"{TOY_GAMMA0[mixture]:.3g} (its square). Cells: mean ± std over seeds. modes: modes with a sample within "
+            "3 std; high-quality: samples within 3 std of the nearest mode; reverse KL: KL(mode histogram of the "
+            "high-quality samples || uniform), nats. D columns as in the SR table.")

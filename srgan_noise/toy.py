@@ -1,0 +1,292 @@
+"""The 2-D toy of the PacGAN/VEEGAN harness: a mixture of Gaussians on a ring
+or a grid, small MLP generator and discriminator trained with the same
+losses, instance noise and Roth regulariser as the SR task, and the harness's
+mode metrics (modes covered, high-quality samples, reverse KL to uniform)."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from srgan_noise.errors import UserError
+from srgan_noise.losses import LOSSES, d_loss, g_loss
+from srgan_noise.monitor import WindowMeans
+from srgan_noise.regularisers import add_instance_noise, d_penalty, wgan_gradient_penalty
+from srgan_noise.schedules import noise_sigma, reg_gamma
+
+MIXTURES = ("ring", "grid")
+# Per mixture: component std and the distance between neighbouring modes.
+MIXTURE_STD = {"ring": 0.01, "grid": 0.05}
+MODE_SPACING = {"ring": 2 * math.sin(math.pi / 8), "grid": 2.0}
+# Stabiliser strengths in data units (the SR task's 0.1 and 2.0 are for images
+# in [0, 1]): noise std a quarter of the mode spacing, so noisy modes touch
+# but stay distinct; Roth's gamma, a noise variance, the square of that std.
+TOY_SIGMA0 = {name: spacing / 4 for name, spacing in MODE_SPACING.items()}
+TOY_GAMMA0 = {name: (spacing / 4) ** 2 for name, spacing in MODE_SPACING.items()}
+
+
+@dataclass(frozen=True)
+class ToyConfig:
+    mixture: str = "ring"  # ring: 8 modes, radius 1, std 0.01 | grid: 25 modes on {-4..4}^2, std 0.05
+    noise: str = "none"  # none | constant | linear, as in TrainConfig
+    sigma0: float | None = None  # None: TOY_SIGMA0[mixture]
+    reg: str = "none"  # none | roth | r1 | r2
+    gamma0: float | None = None  # None: TOY_GAMMA0[mixture]
+    gamma_schedule: str = "annealed"  # annealed | constant
+    label_smoothing: bool = False
+    loss: str = "non-saturating"  # one of losses.LOSSES
+    clip: float = 0.01  # wgan: D weights clipped to [-clip, clip]
+    gp_weight: float = 10.0  # wgan-gp: lambda
+    steps: int = 3000
+    batch_size: int = 256
+    latent: int = 2  # a 2-D Gaussian, as in the PacGAN harness
+    width: int = 128
+    lr: float = 1e-3
+    log_every: int = 100
+    snapshots: int = 6  # scatter snapshots, evenly spaced from step 0 to steps
+    snapshot_samples: int = 500
+    samples: int = 2500  # samples scored at the end (the harness's 2,500)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        choices = {"mixture": MIXTURES, "noise": ("none", "constant", "linear"), "reg": ("none", "roth", "r1", "r2"),
+                   "gamma_schedule": ("annealed", "constant"), "loss": LOSSES}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise UserError(f"toy {name.replace('_', '-')} must be one of {', '.join(allowed)}")
+        for name in ("steps", "batch_size", "latent", "width", "log_every", "snapshot_samples", "samples"):
+            if getattr(self, name) < 1:
+                raise UserError(f"toy {name.replace('_', '-')} must be at least 1")
+        if self.snapshots < 2:
+            raise UserError("toy snapshots must be at least 2 (the first and the last step)")
+        if self.label_smoothing and self.loss not in ("non-saturating", "saturating", "lsgan"):
+            raise UserError(f"toy label smoothing needs a loss with a real target, not {self.loss}")
+
+    def sigma(self, t: int) -> float:
+        sigma0 = TOY_SIGMA0[self.mixture] if self.sigma0 is None else self.sigma0
+        return noise_sigma(t, self.noise, sigma0, self.steps)
+
+    def gamma(self, t: int) -> float:
+        if self.reg == "none":
+            return 0.0
+        gamma0 = TOY_GAMMA0[self.mixture] if self.gamma0 is None else self.gamma0
+        return reg_gamma(t, self.gamma_schedule, gamma0, self.steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def mixture_centres(mixture: str) -> torch.Tensor:
+    """(K, 2) mode centres: 8 on the unit circle, or the 25 points of {-4, -2, 0, 2, 4}^2."""
+    if mixture == "ring":
+        angles = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
+        return torch.stack([angles.cos(), angles.sin()], 1).float()
+    if mixture == "grid":
+        values = torch.arange(-4.0, 5.0, 2.0)
+        return torch.cartesian_prod(values, values)
+    raise UserError(f"--toy must be one of {', '.join(MIXTURES)}, got {mixture!r}")
+
+
+def sample_mixture(mixture: str, count: int, generator: torch.Generator) -> torch.Tensor:
+    """(count, 2) samples of the equal-weight mixture."""
+    centres = mixture_centres(mixture)
+    index = torch.randint(len(centres), (count,), generator=generator)
+    return centres[index] + MIXTURE_STD[mixture] * torch.randn(count, 2, generator=generator)
+
+
+def mlp(inputs: int, width: int, outputs: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(inputs, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
+                         nn.Linear(width, width), nn.ReLU(), nn.Linear(width, outputs))
+
+
+@dataclass
+class ToyNets:
+    generator: nn.Module  # (B, latent) -> (B, 2)
+    discriminator: nn.Module  # (B, 2) -> (B, 1) logits
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+
+
+def build_toy_nets(config: ToyConfig) -> ToyNets:
+    generator = mlp(config.latent, config.width, 2)
+    discriminator = mlp(2, config.width, 1)
+    if config.loss == "wgan":  # Arjovsky et al.: RMSProp, as in the SR task
+        optimizer = functools.partial(torch.optim.RMSprop, lr=config.lr)
+    else:  # the usual toy-GAN Adam; WGAN-GP's beta1 = 0, beta2 = 0.9
+        betas = (0.0, 0.9) if config.loss == "wgan-gp" else (0.5, 0.999)
+        optimizer = functools.partial(torch.optim.Adam, lr=config.lr, betas=betas)
+    return ToyNets(generator, discriminator, optimizer(generator.parameters()), optimizer(discriminator.parameters()))
+
+
+def toy_step(nets: ToyNets, real: torch.Tensor, latent: torch.Tensor, t: int, config: ToyConfig) -> dict[str, float]:
+    """One G update, then one D update: the SR task's gan_step on points
+    (real (B, 2), latent (B, latent)), without its content loss and the
+    options that need image features (feature matching, historical averaging,
+    lazy regularisation, several D steps). D means are of sigmoid(score)."""
+    generator, discriminator = nets.generator, nets.discriminator
+    sigma, gamma = config.sigma(t), config.gamma(t)
+    real_target = 0.9 if config.label_smoothing else 1.0
+
+    # 1. Generator G_t -> G_{t+1} against the frozen D_t.
+    discriminator.requires_grad_(False)
+    logits_fake = discriminator(add_instance_noise(generator(latent), sigma)).squeeze(1)
+    loss_g = g_loss(config.loss, logits_fake)
+    nets.opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    nets.opt_g.step()
+    discriminator.requires_grad_(True)
+    d_fake = torch.sigmoid(logits_fake.detach()).mean()
+
+    # 2. Discriminator D_t -> D_{t+1} on real points and fresh fakes of G_{t+1}.
+    with torch.no_grad():
+        fake = generator(latent)
+    x_real = add_instance_noise(real, sigma).requires_grad_(gamma > 0)
+    x_fake = add_instance_noise(fake, sigma).requires_grad_(gamma > 0)
+    logits_real = discriminator(x_real).squeeze(1)
+    logits_fake = discriminator(x_fake).squeeze(1)
+    loss_d = d_loss(config.loss, logits_real, logits_fake, real_target)
+    omega = d_penalty(config.reg, logits_real, x_real, logits_fake, x_fake) if gamma > 0 else loss_d.new_zeros(())
+    loss_d_total = loss_d + gamma / 2 * omega
+    if config.loss == "wgan-gp":
+        loss_d_total = loss_d_total + config.gp_weight * wgan_gradient_penalty(discriminator, x_real, x_fake)
+    nets.opt_d.zero_grad(set_to_none=True)
+    loss_d_total.backward()
+    nets.opt_d.step()
+    if config.loss == "wgan":
+        with torch.no_grad():
+            for parameter in discriminator.parameters():
+                parameter.clamp_(-config.clip, config.clip)
+
+    values = torch.stack([loss_g.detach(), loss_d.detach(), omega.detach(), torch.sigmoid(logits_real.detach()).mean(),
+                          d_fake, torch.sigmoid(logits_fake.detach()).mean()]).tolist()
+    names = ("loss_g", "loss_d", "omega", "d_real", "d_fake", "d_fake_next")
+    return {**dict(zip(names, values)), "sigma": sigma, "gamma": gamma}
+
+
+@dataclass
+class ToyRun:
+    records: list[dict[str, Any]]  # one per window, the keys of the SR task's metrics.jsonl
+    snapshots: dict[int, torch.Tensor]  # step -> (snapshot_samples, 2) generated points
+    samples: torch.Tensor  # (samples, 2) generated at the end, for the metrics
+
+
+def train_toy(config: ToyConfig) -> ToyRun:
+    """Train the toy GAN on CPU (a few seconds per thousand steps)."""
+    torch.manual_seed(config.seed)  # weights and instance noise
+    data_rng = torch.Generator().manual_seed(config.seed)
+    nets = build_toy_nets(config)
+    snapshot_steps = {round(i * config.steps / (config.snapshots - 1)) for i in range(config.snapshots)}
+    records, snapshots, window = [], {}, WindowMeans()
+    window_start = time.perf_counter()
+    for step in range(config.steps + 1):
+        if step in snapshot_steps:
+            snapshots[step] = generate(nets.generator, config.snapshot_samples, config.latent, data_rng)
+        if step == config.steps:
+            break
+        real = sample_mixture(config.mixture, config.batch_size, data_rng)
+        latent = torch.randn(config.batch_size, config.latent, generator=data_rng)
+        window.add(toy_step(nets, real, latent, step, config))
+        if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
+            seconds = (time.perf_counter() - window_start) / window.counts["loss_d"]
+            records.append({"step": step + 1, "phase": "gan", **window.means(), "seconds_per_step": seconds})
+            window.reset()
+            window_start = time.perf_counter()
+    samples = generate(nets.generator, config.samples, config.latent, data_rng)
+    return ToyRun(records, snapshots, samples)
+
+
+@torch.no_grad()
+def generate(generator: nn.Module, count: int, latent: int, rng: torch.Generator) -> torch.Tensor:
+    """(count, 2) points from the generator."""
+    return generator(torch.randn(count, latent, generator=rng))
+
+
+# Metrics of the PacGAN/VEEGAN harness, on generated points (N, 2).
+
+
+def nearest_modes(samples: torch.Tensor, centres: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distance (N,) to and index (N,) of each sample's nearest centre (K, 2)."""
+    distance, index = torch.cdist(samples.double(), centres.double()).min(1)
+    return distance, index
+
+
+def high_quality(samples: torch.Tensor, centres: torch.Tensor, std: float) -> torch.Tensor:
+    """(N,) bool: the sample lies within 3 std of its nearest mode."""
+    return nearest_modes(samples, centres)[0] <= 3 * std
+
+
+def mode_counts(samples: torch.Tensor, centres: torch.Tensor, std: float) -> torch.Tensor:
+    """(K,) number of high-quality samples at each mode."""
+    _, index = nearest_modes(samples, centres)
+    return torch.bincount(index[high_quality(samples, centres, std)], minlength=len(centres))
+
+
+def modes_covered(samples: torch.Tensor, centres: torch.Tensor, std: float) -> int:
+    """Modes with at least one sample within 3 std."""
+    return int((mode_counts(samples, centres, std) > 0).sum())
+
+
+def high_quality_percent(samples: torch.Tensor, centres: torch.Tensor, std: float) -> float:
+    """Percentage (0-100) of samples within 3 std of the nearest mode."""
+    return 100.0 * float(high_quality(samples, centres, std).double().mean())
+
+
+def reverse_kl(samples: torch.Tensor, centres: torch.Tensor, std: float) -> float:
+    """KL(q || uniform) in nats, q the histogram of the high-quality samples
+    over the K modes: 0 when balanced, log K when all on one mode, inf when
+    no sample is of high quality."""
+    counts = mode_counts(samples, centres, std).double()
+    if counts.sum() == 0:
+        return math.inf
+    q = counts / counts.sum()
+    q = q[q > 0]
+    return float((q * (q * len(centres)).log()).sum())
+
+
+def toy_metrics(samples: torch.Tensor, mixture: str) -> dict[str, float]:
+    """The harness's three figures for (N, 2) samples of a mixture."""
+    centres, std = mixture_centres(mixture), MIXTURE_STD[mixture]
+    return {"modes": float(modes_covered(samples, centres, std)),
+            "high_quality": high_quality_percent(samples, centres, std),
+            "reverse_kl": reverse_kl(samples, centres, std)}
+
+
+def plot_snapshots(runs: dict[str, ToyRun], mixture: str, path: Path) -> Path:
+    """One row of scatter snapshots over training per schedule (as in Roth et
+    al. 2017, Fig. 1), the true modes in grey."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    centres = mixture_centres(mixture)
+    limit = 1.6 if mixture == "ring" else 5.5
+    columns = max(len(run.snapshots) for run in runs.values())
+    figure, axes = plt.subplots(len(runs), columns, figsize=(1.9 * columns, 1.9 * len(runs)), squeeze=False)
+    for row, (name, run) in enumerate(runs.items()):
+        for column, (step, points) in enumerate(sorted(run.snapshots.items())):
+            axis = axes[row][column]
+            axis.scatter(centres[:, 0], centres[:, 1], s=30, color="lightgrey", zorder=1)
+            axis.scatter(points[:, 0], points[:, 1], s=2, color="tab:green", alpha=0.6, zorder=2)
+            axis.set_xlim(-limit, limit)
+            axis.set_ylim(-limit, limit)
+            axis.set_xticks([])
+            axis.set_yticks([])
+            axis.set_aspect("equal")
+            if row == 0:
+                axis.set_title(f"step {step}", fontsize="small")
+            if column == 0:
+                axis.set_ylabel(name, fontsize="small")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

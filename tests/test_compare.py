@@ -1,0 +1,149 @@
+import csv
+import dataclasses
+import math
+
+import pytest
+from typer.testing import CliRunner
+
+from srgan_noise.cli import app
+from srgan_noise.compare import (
+    PLAIN, SCHEDULES, CompareConfig, compare, d_figures, run_or_reuse, schedule_config, sr_figures, summarise,
+)
+from srgan_noise.config import preset
+from srgan_noise.errors import UserError
+from srgan_noise.monitor import read_metrics
+from srgan_noise.toy import ToyConfig
+from srgan_noise.train import TrainConfig
+
+TINY = dict(preset="tiny", pretrain_steps=2, steps=4, batch_size=2, patch_size=32, log_every=2, device="cpu",
+            progress=False)
+SR_HEADER = ["schedule", "seeds", "ssim_final_mean", "ssim_final_std", "ssim_tail_mean", "ssim_tail_std",
+             "mse_final_mean", "mse_final_std", "mse_tail_mean", "mse_tail_std", "psnr_final_mean", "psnr_final_std",
+             "psnr_tail_mean", "psnr_tail_std", "d_real_mean", "d_real_std", "d_fake_mean", "d_fake_std",
+             "d_fake_next_mean", "d_fake_next_std", "d_wins_mean", "d_wins_std", "g_helped_mean", "g_helped_std",
+             "seconds_per_step_mean", "seconds_per_step_std"]
+
+
+def read_csv(path):
+    with path.open() as handle:
+        return list(csv.reader(handle))
+
+
+def window(step, d_real, d_fake, d_fake_next, **values):
+    return {"step": step, "phase": "gan", "d_real": d_real, "d_fake": d_fake, "d_fake_next": d_fake_next,
+            "seconds_per_step": 0.5, **values}
+
+
+# smoke: schedules build valid configs in both modes
+
+
+@pytest.mark.parametrize("name", list(SCHEDULES))
+def test_every_schedule_builds_sr_and_toy_configs(name):
+    sr = schedule_config(TrainConfig(model=preset("tiny")), name)
+    toy = dataclasses.replace(ToyConfig(), **{**PLAIN, **SCHEDULES[name]})
+    for config in (sr, toy):
+        assert (config.sigma(0) > 0) == ("noise" in name)
+        assert (config.gamma(0) > 0) == ("roth" in name)
+        assert config.label_smoothing == (name == "label-smoothing")
+
+
+def test_schedule_strengths_per_mode():
+    sr = schedule_config(TrainConfig(model=preset("tiny"), steps=100), "noise-linear")
+    assert sr.sigma(0) == pytest.approx(0.1) and sr.sigma(50) == pytest.approx(0.05)
+    toy = dataclasses.replace(ToyConfig(mixture="grid", steps=100), **{**PLAIN, **SCHEDULES["roth-annealed"]})
+    assert toy.gamma(0) == pytest.approx(0.25) and toy.gamma(100) == pytest.approx(0.0025)
+
+
+# summaries on constructed records
+
+
+def test_d_figures_fractions():
+    gan = [window(1, 0.99, 0.01, 0.02), window(2, 0.99, 0.2, 0.1), window(3, 0.6, 0.01, 0.3), window(4, 0.5, 0.4, 0.4)]
+    figures = d_figures(gan)
+    assert figures["d_wins"] == 0.25  # only window 1 has D(real) > 0.95 and D(fake) < 0.05
+    assert figures["g_helped"] == 0.5  # windows 1 and 3 have D_t(G_t+1) > D(fake)
+    assert figures["d_real"] == pytest.approx(0.77)
+    assert figures["seconds_per_step"] == 0.5
+
+
+def test_sr_figures_final_and_tail():
+    pretrain = {"step": 10, "phase": "pretrain", "val_ssim": 0.1, "val_mse": 9.0, "val_psnr": 20.0}
+    gan = [window(10 + 2 * i, 0.5, 0.5, 0.5, val_ssim=0.1 * i, val_mse=10.0 - i, val_psnr=20.0 + i)
+           for i in range(1, 9)]
+    figures = sr_figures([pretrain, *gan])
+    assert figures["ssim_final"] == pytest.approx(0.8)
+    assert figures["ssim_tail"] == pytest.approx(0.75)  # the last quarter: windows 7 and 8
+    assert figures["mse_tail"] == pytest.approx(2.5)
+    assert figures["psnr_final"] == 28.0
+
+
+def test_summarise_mean_and_std():
+    summary = summarise([1.0, 3.0], lambda value: {"x": value})
+    assert summary["x"] == (2.0, pytest.approx(math.sqrt(2)))
+    mean, std = summarise([1.0], lambda value: {"x": value})["x"]
+    assert mean == 1.0 and math.isnan(std)
+
+
+# the SR compare, end to end
+
+
+def test_tiny_sr_compare_writes_table_and_png_and_reuses_runs(tmp_path, image_folder):
+    config = CompareConfig(schedules=("none", "roth-annealed"), seeds=1, out=str(tmp_path / "compare"),
+                           data=(str(image_folder),), val=str(image_folder), **TINY)
+    tmp_path = tmp_path / "compare"
+    markdown, table, figure = compare(config)
+    rows = read_csv(table)
+    assert rows[0] == SR_HEADER
+    assert [row[0] for row in rows[1:]] == ["mse-pretrain", "none", "roth-annealed"]
+    assert "| schedule | seeds | SSIM final | SSIM tail |" in markdown.read_text()
+    assert figure.suffix == ".png" and figure.stat().st_size > 0
+    # Every schedule starts from the same pre-trained generator: identical records up to the GAN phase.
+    none, roth = read_metrics(tmp_path / "none-seed0"), read_metrics(tmp_path / "roth-annealed-seed0")
+    assert none[0] == roth[0] == read_metrics(tmp_path / "pretrain-seed0")[0]
+    assert [r["step"] for r in none] == [2, 4, 6] and roth[-1]["gamma"] > 0 and none[-1]["gamma"] == 0
+    # A second call with one more schedule reuses the finished runs.
+    finished = (tmp_path / "none-seed0" / "metrics.jsonl").stat().st_mtime_ns
+    compare(dataclasses.replace(config, schedules=("none", "roth-annealed", "label-smoothing")))
+    assert (tmp_path / "none-seed0" / "metrics.jsonl").stat().st_mtime_ns == finished
+    assert [row[0] for row in read_csv(table)[1:]] == ["mse-pretrain", "none", "roth-annealed", "label-smoothing"]
+
+
+def test_toy_compare_writes_table_and_png(tmp_path):
+    config = CompareConfig(schedules=("none", "noise-linear"), seeds=2, out=str(tmp_path), toy="ring", steps=20)
+    markdown, table, figure = compare(config)
+    rows = read_csv(table)
+    assert rows[0][:8] == ["schedule", "seeds", "modes_mean", "modes_std", "high_quality_mean", "high_quality_std",
+                           "reverse_kl_mean", "reverse_kl_std"]
+    assert [row[0] for row in rows[1:]] == ["plain GAN, published (PacGAN)", "none", "noise-linear"]
+    assert rows[1][2] == "6.3"
+    assert "sigma0 0.191" in markdown.read_text()
+    assert figure.name == "toy-ring.png" and figure.stat().st_size > 0
+    assert (tmp_path / "toy-ring" / "none-seed1.json").is_file()
+
+
+# exception
+
+
+def test_config_rejects_unknown_schedule_and_data_without_val():
+    with pytest.raises(UserError, match="unknown schedule wgan; choose from none, noise-linear"):
+        CompareConfig(schedules=("none", "wgan"))
+    with pytest.raises(UserError, match="--data needs --val"):
+        CompareConfig(data=("images",))
+    with pytest.raises(UserError, match="--toy must be one of ring, grid"):
+        CompareConfig(toy="spiral")
+    with pytest.raises(UserError, match="--pretrain-steps must be at least 1"):
+        CompareConfig(pretrain_steps=0)
+
+
+def test_run_with_other_settings_is_not_reused(tmp_path):
+    config = TrainConfig(out=str(tmp_path / "run"), model=preset("tiny"), steps=0, pretrain_steps=2, batch_size=2,
+                         patch_size=32, log_every=2, checkpoint_every=2, progress=False)
+    run_or_reuse(config)
+    with pytest.raises(UserError, match=r"holds a run with other settings \(lr\); use another --out"):
+        run_or_reuse(dataclasses.replace(config, lr=1e-3))
+
+
+def test_cli_rejects_sr_options_with_toy(tmp_path):
+    result = CliRunner().invoke(app, ["compare", "--toy", "ring", "--preset", "small", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "--preset has no effect with --toy" in result.output
