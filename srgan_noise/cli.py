@@ -66,12 +66,19 @@ def train(
     noise: Annotated[str, typer.Option(help="Instance noise: none | constant | linear (sigma0 -> 0).")] = "linear",
     sigma0: Annotated[Optional[float], typer.Option(help="Noise std in [0,1] intensity units [default: 0.1].")] = None,
     noise_steps: Annotated[Optional[int], typer.Option(help="Step where linear noise reaches 0 [default: --steps].")] = None,
-    reg: Annotated[str, typer.Option(help="none | roth (analytic instance noise, +gamma/2*Omega on the D loss).")] = "none",
+    reg: Annotated[str, typer.Option(help="none | roth (analytic instance noise) | r1 (reals) | r2 (fakes): +gamma/2 * penalty on the D loss, R1/R2 = E||grad_x D-logit||^2 (Mescheder's 1/2 convention).")] = "none",
     gamma0: Annotated[Optional[float], typer.Option(help="Roth gamma at step 0, a noise variance [default: 2.0].")] = None,
     gamma_schedule: Annotated[Optional[str], typer.Option(help="annealed (gamma0*0.01^(t/T)) | constant [default: annealed].")] = None,
     reg_every: Annotated[Optional[int], typer.Option(help="Apply the regulariser every k-th D step, scaled by k [default: 1].")] = None,
     label_smoothing: Annotated[bool, typer.Option("--label-smoothing", help="One-sided: real target 0.9.")] = False,
-    g_loss: Annotated[str, typer.Option(help="non-saturating | saturating (log(1-D)).")] = "non-saturating",
+    loss: Annotated[str, typer.Option(help="non-saturating | saturating (log(1-D)) | lsgan | hinge | wgan (clipping, RMSProp) | wgan-gp.")] = "non-saturating",
+    clip: Annotated[Optional[float], typer.Option(help="wgan: clip D weights to [-c, c] [default: 0.01].")] = None,
+    gp_weight: Annotated[Optional[float], typer.Option(help="wgan-gp: lambda of (||grad D(x_hat)|| - 1)^2 [default: 10].")] = None,
+    spectral_norm: Annotated[bool, typer.Option("--spectral-norm", help="Spectral normalisation on every D conv/linear.")] = False,
+    minibatch_discrimination: Annotated[int, typer.Option(help="Minibatch discrimination kernels in D (0: off).")] = 0,
+    d_batch_norm: Annotated[Optional[bool], typer.Option("--d-batch-norm/--no-d-batch-norm", help="BN in D [default: on, off for wgan-gp].")] = None,
+    feature_matching: Annotated[str, typer.Option(help="none | replace | add: ||mean f(real) - mean f(fake)||^2 on D's last conv features as G's adversarial term.")] = "none",
+    historical_averaging: Annotated[float, typer.Option(help="Weight of ||theta - mean of past theta||^2 for both players (0: off).")] = 0.0,
     adv_weight: Annotated[float, typer.Option(help="Weight of the adversarial term.")] = 1e-3,
     d_steps: Annotated[int, typer.Option(help="D updates per G update.")] = 1,
     steps: Annotated[Optional[int], typer.Option(help="GAN steps [default: 300]; with --resume, a new total.")] = None,
@@ -102,13 +109,22 @@ def train(
             _reject_unused("with --noise none", sigma0=sigma0, noise_steps=noise_steps)
         if reg == "none":
             _reject_unused("with --reg none", gamma0=gamma0, gamma_schedule=gamma_schedule, reg_every=reg_every)
-        model = make_preset(preset, scale=scale, batch_norm=not no_batch_norm, image_skip=image_skip)
+        if loss != "wgan":
+            _reject_unused("without --loss wgan", clip=clip)
+        if loss != "wgan-gp":
+            _reject_unused("without --loss wgan-gp", gp_weight=gp_weight)
+        model = make_preset(
+            preset, scale=scale, batch_norm=not no_batch_norm, image_skip=image_skip,
+            d_batch_norm=loss != "wgan-gp" if d_batch_norm is None else d_batch_norm,
+            d_spectral_norm=spectral_norm, d_minibatch_kernels=minibatch_discrimination)
         config = TrainConfig(
             out=str(out or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{preset}-x{scale}"), data=tuple(str(folder) for folder in data) if data else None,
             val=str(val) if val else None, model=model, noise=noise,
             sigma0=0.1 if sigma0 is None else sigma0, noise_steps=noise_steps, reg=reg,
             gamma0=2.0 if gamma0 is None else gamma0, gamma_schedule=gamma_schedule or "annealed",
-            reg_every=reg_every or 1, label_smoothing=label_smoothing, g_loss=g_loss, adv_weight=adv_weight,
+            reg_every=reg_every or 1, label_smoothing=label_smoothing, loss=loss, adv_weight=adv_weight,
+            clip=0.01 if clip is None else clip, gp_weight=10.0 if gp_weight is None else gp_weight,
+            feature_matching=feature_matching, historical_averaging=historical_averaging,
             d_steps=d_steps, steps=300 if steps is None else steps, pretrain_steps=pretrain_steps,
             batch_size=batch_size, patch_size=patch_size, lr=lr, pretrain_lr=pretrain_lr, log_every=log_every,
             checkpoint_every=checkpoint_every, device=device, amp=amp, seed=seed, progress=progress,
@@ -145,7 +161,7 @@ def upscale(
     ext: Annotated[str, typer.Option(help="auto (the input's format; bmp -> png) | png | jpg | webp")] = "auto",
     alpha: Annotated[str, typer.Option(help="Alpha channel: bicubic | model (through the generator).")] = "bicubic",
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
-    max_pixels: Annotated[int, typer.Option(help="Refuse larger inputs (Pillow's decompression-bomb guard).")] = 89_478_485,
+    max_pixels: Annotated[Optional[int], typer.Option(help="Refuse larger inputs \\[default: Pillow's decompression-bomb limit, 89,478,485].")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Upscale images with a trained generator, tile by tile; the tiles stitch to exactly the untiled output.
@@ -161,7 +177,7 @@ def upscale(
         inputs=tuple(str(path) for path in inputs), out=str(out) if out else None,
         weights=str(weights) if weights else None, tile=tile, overlap=None if overlap == "auto" else int(overlap),
         batch_tiles=batch_tiles, device=device, precision=precision, ext=ext, alpha=alpha, force=force,
-        max_pixels=max_pixels, progress=progress,
+        progress=progress, **({"max_pixels": max_pixels} if max_pixels is not None else {}),
     )
     try:
         report = upscale_files(config, console)

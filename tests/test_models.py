@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -58,3 +60,35 @@ def test_receptive_radius_bounds_the_influence(scale):
     near = x.clone()
     near[..., centre + 1, centre + 1] += 1.0
     assert not torch.allclose(generator(near)[0, :, centre * scale, centre * scale], y)
+
+
+def test_spectral_norm_bounds_every_layer():
+    discriminator = Discriminator(preset("tiny", d_spectral_norm=True, d_batch_norm=False))
+    for _ in range(30):  # power iterations run in training-mode forwards
+        discriminator(torch.rand(2, 3, 16, 16))
+    layers = [m for m in discriminator.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert len(layers) == 10 and all(hasattr(m, "parametrizations") for m in layers)
+    for layer in layers:
+        sigma = torch.linalg.matrix_norm(layer.weight.detach().flatten(1), ord=2)
+        assert sigma.item() == pytest.approx(1.0, abs=0.05)
+
+
+def test_minibatch_discrimination_by_hand():
+    from srgan_noise.discriminator import MinibatchDiscrimination
+
+    layer = MinibatchDiscrimination(in_features=2, kernels=1, dim=2)
+    with torch.no_grad():
+        layer.tensor.copy_(torch.eye(2))
+    features = torch.tensor([[0.0, 0.0], [1.0, 2.0], [0.0, 1.0]])
+    # L1 distances: |0-1|+|0-2| = 3, 1; and between rows 1 and 2: 1 + 1 = 2
+    expected = torch.tensor([[1 + math.exp(-3) + math.exp(-1)], [math.exp(-3) + 1 + math.exp(-2)],
+                             [math.exp(-1) + math.exp(-2) + 1]])
+    torch.testing.assert_close(layer(features), expected)
+
+
+def test_minibatch_discrimination_sees_the_batch():
+    discriminator = Discriminator(preset("tiny", d_minibatch_kernels=4, d_batch_norm=False)).eval()
+    x = torch.rand(3, 3, 16, 16)
+    alone = discriminator(x[:1])
+    together = discriminator(x)[:1]
+    assert not torch.allclose(alone, together)

@@ -89,3 +89,50 @@ def test_instance_noise_statistics():
     assert abs(noisy.mean().item()) < 0.005
     assert add_instance_noise(x, 0.0) is x
     assert not torch.equal(add_instance_noise(x, 0.3), noisy)  # fresh noise each call
+
+
+def test_r1_on_linear_logit_is_norm_of_w():
+    """gamma/2 E||grad phi||^2 on phi = w.x + b is gamma/2 ||w||^2."""
+    from srgan_noise.regularisers import d_penalty, r1_penalty
+
+    d = Linear(6)
+    x = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
+    gamma = 3.0
+    w2 = d.w.detach().pow(2).sum()
+    torch.testing.assert_close(gamma / 2 * r1_penalty(d(x), x).detach(), gamma / 2 * w2)
+    x_fake = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(d_penalty("r2", d(x), x, d(x_fake), x_fake).detach(), w2)
+
+
+def test_wgan_gp_on_linear_critic():
+    """(||w|| - 1)^2 whatever the interpolates, since grad = w everywhere."""
+    from srgan_noise.regularisers import wgan_gradient_penalty
+
+    d = Linear(5)
+    penalty = wgan_gradient_penalty(d, torch.randn(7, 5, dtype=torch.float64), torch.randn(7, 5, dtype=torch.float64))
+    torch.testing.assert_close(penalty.detach(), (d.w.detach().norm() - 1) ** 2)
+    penalty.backward()
+    assert d.w.grad is not None and d.w.grad.abs().sum() > 0
+
+
+def test_historical_average_is_mean_of_snapshots():
+    from srgan_noise.regularisers import HistoricalAverage
+
+    module = nn.Linear(3, 2)
+    history = HistoricalAverage(module)
+    assert history.penalty(module).item() == 0.0
+    snapshots = []
+    for _ in range(5):
+        with torch.no_grad():
+            for p in module.parameters():
+                p.add_(torch.randn_like(p))
+        snapshots.append([p.detach().clone() for p in module.parameters()])
+        history.update(module)
+    for i, name in enumerate(["weight", "bias"]):
+        torch.testing.assert_close(history.mean[name], torch.stack([s[i] for s in snapshots]).mean(0))
+    expected = sum((p - torch.stack([s[i] for s in snapshots]).mean(0)).pow(2).sum()
+                   for i, p in enumerate(module.parameters()))
+    torch.testing.assert_close(history.penalty(module), expected)
+    restored = HistoricalAverage(module)
+    restored.load_state_dict(history.state_dict())
+    assert restored.count == 5 and torch.equal(restored.mean["weight"], history.mean["weight"])

@@ -184,3 +184,44 @@ def test_refuses_to_overwrite_a_run(tmp_path, image_folder):
 def test_invalid_config(tmp_path, overrides, message):
     with pytest.raises(UserError, match=message):
         config(tmp_path, **overrides)
+
+
+@pytest.mark.parametrize("overrides", [
+    dict(loss="saturating"), dict(loss="lsgan", label_smoothing=True), dict(loss="hinge"),
+    dict(loss="wgan", model=preset("tiny", d_batch_norm=False)), dict(loss="wgan-gp", model=preset("tiny", d_batch_norm=False)),
+    dict(reg="r1"), dict(reg="r2"), dict(feature_matching="replace"), dict(feature_matching="add"),
+    dict(historical_averaging=0.1), dict(model=preset("tiny", d_spectral_norm=True, d_minibatch_kernels=4)),
+])
+def test_every_technique_trains_the_discriminator(tmp_path, overrides):
+    cfg = config(tmp_path, noise="none", **overrides)
+    nets = nets_for(cfg)
+    before = [p.detach().clone() for p in nets.discriminator.parameters()]
+    values = [gan_step(nets, batches(seed=t), t, cfg, null) for t in range(2)]
+    assert all(__import__("math").isfinite(v) for step in values for v in step.values())
+    assert any(not torch.equal(p, q) for p, q in zip(before, nets.discriminator.parameters()))
+
+
+def test_wgan_clips_weights_and_uses_rmsprop(tmp_path):
+    cfg = config(tmp_path, noise="none", loss="wgan", clip=0.01, model=preset("tiny", d_batch_norm=False))
+    nets = nets_for(cfg)
+    assert isinstance(nets.opt_d, torch.optim.RMSprop) and isinstance(nets.opt_g, torch.optim.RMSprop)
+    gan_step(nets, batches(), 0, cfg, null)
+    assert max(p.abs().max().item() for p in nets.discriminator.parameters()) <= 0.01 + 1e-9
+
+
+def test_feature_matching_replace_is_the_adversarial_term(tmp_path):
+    cfg = config(tmp_path, noise="none", feature_matching="replace", model=preset("tiny", d_batch_norm=False))
+    nets = nets_for(cfg)
+    (lr, hr), = data = batches()
+    with torch.no_grad():
+        features_real, _ = nets.discriminator.forward_features(hr)
+        features_fake, _ = nets.discriminator.forward_features(nets.generator(lr))
+        expected = (features_real.mean(0) - features_fake.mean(0)).pow(2).sum().item()
+    assert gan_step(nets, data, 0, cfg, null)["loss_adv"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_resume_restores_historical_average(tmp_path, image_folder):
+    cfg = config(tmp_path, data=str(image_folder), pretrain_steps=2, steps=2, noise="none", historical_averaging=0.1)
+    run = train(cfg)
+    state = load_checkpoint(run)
+    assert state["history_g"]["count"] == 2 and state["history_d"]["count"] == 2
