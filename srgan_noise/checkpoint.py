@@ -36,4 +36,5 @@ def load_checkpoint(run: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for corrupt files
-        raise UserError(f"{path}: unreadable checkpoint ({type(error).__name__}: {error})") from None
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise UserError(f"{path}: unreadable checkpoint ({type(error).__name__}: {first_line})") from None

@@ -132,7 +132,7 @@ def train(
     run = run_training(config, resume=resume is not None)
     figure = plot_run(run)
     console.print(f"done: run in {run}/ (metrics.jsonl, tb/, checkpoint.pt), "
-                  f"generator weights {run}/generator.safetensors, plot {figure}", highlight=False)
+                  f"generator weights {run}/generator.safetensors, plot {figure}", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -1,0 +1,73 @@
+"""`srgan train` and `srgan plot` from the command line: outputs and one-line errors."""
+
+import json
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from srgan_noise.cli import app
+
+TINY = ["--preset", "tiny", "--batch-size", "2", "--patch-size", "16", "--log-every", "2", "--checkpoint-every", "2",
+        "--no-progress"]
+
+
+def run(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def one_error_line(result, pattern):
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    import re
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+def test_train_writes_run_and_plot(tmp_path, image_folder):
+    out = tmp_path / "run"
+    result = run("train", "--data", image_folder, "--val", image_folder, "--out", out, "--pretrain-steps", 2,
+                 "--steps", 2, "--reg", "roth", "--reg-every", 2, "--amp", *TINY)
+    assert result.exit_code == 0, result.output
+    assert "done: run in" in result.stderr and "monitor.png" in result.stderr
+    for name in ("checkpoint.pt", "metrics.jsonl", "generator.safetensors", "generator_pretrain.safetensors",
+                 "monitor.png"):
+        assert (out / name).is_file(), name
+    records = [json.loads(line) for line in (out / "metrics.jsonl").open()]
+    assert [r["step"] for r in records] == [2, 4] and records[1]["phase"] == "gan"
+    assert Image.open(out / "monitor.png").size[0] > 400
+
+    again = run("train", "--resume", out, "--steps", 4, "--no-progress")
+    assert again.exit_code == 0, again.output
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").open()] == [2, 4, 6]
+    assert run("plot", out, "--out", tmp_path / "p.png").exit_code == 0 and (tmp_path / "p.png").is_file()
+
+
+@pytest.mark.parametrize("make_args, pattern", [
+    (lambda d, t: ["--data", t / "missing"], r"missing: no such folder"),
+    (lambda d, t: ["--data", t], r"no images"),
+    (lambda d, t: ["--data", d, "--patch-size", "64"], r"patch size 64 is larger than every image"),
+    (lambda d, t: ["--data", d, "--noise", "none", "--sigma0", "0.2"], r"--sigma0 has no effect with --noise none"),
+    (lambda d, t: ["--data", d, "--gamma0", "1"], r"--gamma0 has no effect with --reg none"),
+    (lambda d, t: ["--data", d, "--loss", "hinge", "--label-smoothing"], r"needs a loss with a real target"),
+    (lambda d, t: ["--data", d, "--scale", "3"], r"scale must be 2, 4 or 8"),
+    (lambda d, t: ["--data", d, "--device", "cuda"] if not __import__("torch").cuda.is_available()
+     else ["--data", d, "--device", "tpu"], r"--device"),
+])
+def test_train_bad_input(tmp_path, image_folder, make_args, pattern):
+    out = tmp_path / "run"
+    result = run("train", "--out", out, "--pretrain-steps", 1, "--steps", 0, "--log-every", 1, "--checkpoint-every", 1,
+                 "--preset", "tiny", "--patch-size", "16", "--no-progress", *make_args(image_folder, tmp_path))
+    one_error_line(result, pattern)
+    assert not out.exists()
+
+
+def test_resume_errors(tmp_path):
+    one_error_line(run("train", "--resume", tmp_path), r"no checkpoint to resume from")
+    (tmp_path / "checkpoint.pt").write_bytes(b"garbage")
+    one_error_line(run("train", "--resume", tmp_path), r"unreadable checkpoint")
+
+
+def test_plot_without_metrics(tmp_path):
+    one_error_line(run("plot", tmp_path), r"no metrics.jsonl")
