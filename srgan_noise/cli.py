@@ -82,8 +82,8 @@ def train(
     adv_weight: Annotated[float, typer.Option(help="Weight of the adversarial term.")] = 1e-3,
     d_steps: Annotated[int, typer.Option(help="D updates per G update.")] = 1,
     steps: Annotated[Optional[int], typer.Option(help="GAN steps [default: 300]; with --resume, a new total.")] = None,
-    pretrain_steps: Annotated[int, typer.Option(help="MSE pre-training steps.")] = 300,
-    batch_size: Annotated[int, typer.Option(help="Patches per step.")] = 8,
+    pretrain_steps: Annotated[Optional[int], typer.Option(help="MSE pre-training steps [default: 300]; with --resume, extends a run still pre-training.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Patches per step over all processes; under torchrun each of the N processes takes batch-size/N.")] = 8,
     patch_size: Annotated[int, typer.Option(help="HR patch side (multiple of the scale).")] = 64,
     lr: Annotated[float, typer.Option(help="Adam learning rate, GAN phase.")] = 1e-4,
     pretrain_lr: Annotated[float, typer.Option(help="Adam learning rate, MSE phase.")] = 2e-4,
@@ -91,19 +91,29 @@ def train(
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints (multiple of --log-every).")] = 100,
     device: Device = "auto",
     amp: Annotated[bool, typer.Option("--amp", help="bfloat16 autocast.")] = False,
+    sync_batch_norm: Annotated[bool, typer.Option("--sync-batch-norm", help="Under torchrun on CUDA: batch-norm statistics over the global batch (SyncBatchNorm).")] = False,
     seed: Seed = 0,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """Train a generator: MSE pre-training, then the stabilised GAN phase."""
+    """Train a generator: MSE pre-training, then the stabilised GAN phase.
+
+    Several GPUs: torchrun --nproc-per-node N -m srgan_noise train ... (DistributedDataParallel; rank 0 writes)."""
     from srgan_noise.checkpoint import load_checkpoint
     from srgan_noise.config import preset as make_preset
+    from srgan_noise.distributed import world_from_environment
     from srgan_noise.plot import plot_run
     from srgan_noise.train import TrainConfig, train as run_training
 
     if resume is not None:
-        saved = TrainConfig.from_dict(load_checkpoint(resume)["config"])
+        checkpoint = load_checkpoint(resume)
+        saved = TrainConfig.from_dict(checkpoint["config"])
+        if pretrain_steps is not None and pretrain_steps != saved.pretrain_steps:
+            if checkpoint["step"] >= saved.pretrain_steps or pretrain_steps < checkpoint["step"]:
+                raise UserError(f"{resume}: at step {checkpoint['step']} with pre-training ending at "
+                                f"{saved.pretrain_steps}; --pretrain-steps can only move an unfinished end later")
+        overrides = {"steps": steps, "pretrain_steps": pretrain_steps}
         config = TrainConfig.from_dict({**saved.to_dict(), "out": str(resume), "progress": progress,
-                                        **({"steps": steps} if steps is not None else {})})
+                                        **{name: value for name, value in overrides.items() if value is not None}})
     else:
         if noise == "none":
             _reject_unused("with --noise none", sigma0=sigma0, noise_steps=noise_steps)
@@ -125,11 +135,21 @@ def train(
             reg_every=reg_every or 1, label_smoothing=label_smoothing, loss=loss, adv_weight=adv_weight,
             clip=0.01 if clip is None else clip, gp_weight=10.0 if gp_weight is None else gp_weight,
             feature_matching=feature_matching, historical_averaging=historical_averaging,
-            d_steps=d_steps, steps=300 if steps is None else steps, pretrain_steps=pretrain_steps,
+            d_steps=d_steps, steps=300 if steps is None else steps,
+            pretrain_steps=300 if pretrain_steps is None else pretrain_steps,
             batch_size=batch_size, patch_size=patch_size, lr=lr, pretrain_lr=pretrain_lr, log_every=log_every,
-            checkpoint_every=checkpoint_every, device=device, amp=amp, seed=seed, progress=progress,
+            checkpoint_every=checkpoint_every, device=device, amp=amp, sync_batch_norm=sync_batch_norm, seed=seed,
+            progress=progress,
         )
-    run = run_training(config, resume=resume is not None)
+    if resume is not None and sync_batch_norm:  # a resumed run may take it up, e.g. on moving to torchrun
+        config = TrainConfig.from_dict({**config.to_dict(), "sync_batch_norm": True})
+    world = world_from_environment()
+    if world.distributed and world.is_main:
+        console.print(f"torchrun: {world.size} processes, global batch {config.batch_size} = {world.size} x "
+                      f"{config.batch_size // world.size} patches per process", highlight=False)
+    run = run_training(config, resume=resume is not None, world=world)
+    if not world.is_main:
+        return
     figure = plot_run(run)
     console.print(f"done: run in {run}/ (metrics.jsonl, tb/, checkpoint.pt), "
                   f"generator weights {run}/generator.safetensors, plot {figure}", highlight=False, soft_wrap=True)

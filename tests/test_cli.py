@@ -71,3 +71,20 @@ def test_resume_errors(tmp_path):
 
 def test_plot_without_metrics(tmp_path):
     one_error_line(run("plot", tmp_path), r"no metrics.jsonl")
+
+
+def test_resume_extends_unfinished_pretraining_only(tmp_path, image_folder):
+    from srgan_noise.checkpoint import load_checkpoint, save_checkpoint
+
+    out = tmp_path / "run"
+    assert run("train", "--data", image_folder, "--out", out, "--pretrain-steps", 2, "--steps", 0, *TINY).exit_code == 0
+    one_error_line(run("train", "--resume", out, "--pretrain-steps", 4, "--no-progress"),
+                   r"--pretrain-steps can only move an unfinished end later")
+    # Make it a run interrupted at step 2 of 4 pre-training steps, then extend to 6.
+    state = load_checkpoint(out)
+    state["config"]["pretrain_steps"] = 4
+    save_checkpoint(state, out / "checkpoint.pt")
+    result = run("train", "--resume", out, "--pretrain-steps", 6, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").open()] == [2, 4, 6]
+    assert load_checkpoint(out)["config"]["pretrain_steps"] == 6
