@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 preset=${1:-small}
-pretrain=${2:-2500}
+pretrain=${2:-4000}
 gan=${3:-500}
 run=${4:-runs/release-$preset-x4}
 data=${DATA:-../shared/data}

@@ -113,6 +113,10 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        unknown = set(values) - {field.name for field in dataclasses.fields(cls)}
+        if unknown or "model" not in values:
+            raise UserError(f"checkpoint config from another version of srgan_noise (unknown fields "
+                            f"{', '.join(sorted(unknown)) or 'none'}; model {'present' if 'model' in values else 'missing'})")
         return cls(**{**values, "model": ModelConfig.from_dict(values["model"])})
 
 

@@ -88,3 +88,14 @@ def test_resume_extends_unfinished_pretraining_only(tmp_path, image_folder):
     assert result.exit_code == 0, result.output
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").open()] == [2, 4, 6]
     assert load_checkpoint(out)["config"]["pretrain_steps"] == 6
+
+
+def test_resume_from_another_version(tmp_path, image_folder):
+    from srgan_noise.checkpoint import load_checkpoint, save_checkpoint
+
+    out = tmp_path / "run"
+    assert run("train", "--data", image_folder, "--out", out, "--pretrain-steps", 2, "--steps", 0, *TINY).exit_code == 0
+    state = load_checkpoint(out)
+    state["config"]["g_loss"] = "non-saturating"
+    save_checkpoint(state, out / "checkpoint.pt")
+    one_error_line(run("train", "--resume", out, "--no-progress"), r"another version of srgan_noise.*g_loss")
