@@ -3,13 +3,12 @@ unpickling arbitrary objects (torch.load weights_only)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from srgan_noise.atomic import atomic_path
 from srgan_noise.errors import UserError
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -18,15 +17,8 @@ CHECKPOINT_NAME = "checkpoint.pt"
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     """Write to a temporary file beside `path`, then rename: a crash mid-write
     leaves the previous checkpoint intact."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_checkpoint(run: Path) -> dict[str, Any]:

@@ -14,7 +14,8 @@ from rich.console import Console
 
 from srgan_noise.errors import UserError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+# rich_markup_mode=None: help texts say "[default: 0.1]", which rich would eat as markup.
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Image super-resolution with a GAN that trains stably.")
 console = Console(stderr=True)
 
@@ -23,7 +24,7 @@ Seed = Annotated[int, typer.Option(help="Seed for weights, data order and noise.
 
 
 def _one_line_warnings(message, category, filename, lineno, file=None, line=None) -> None:
-    console.print(f"[yellow]warning:[/] {message}", highlight=False)
+    console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
 
 def command(function: Callable) -> Callable:

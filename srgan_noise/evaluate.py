@@ -12,8 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -23,6 +21,7 @@ import torch
 from PIL import Image
 from rich.table import Table
 
+from srgan_noise.atomic import atomic_path
 from srgan_noise.data import mod_crop
 from srgan_noise.errors import UserError
 from srgan_noise.generator import Generator
@@ -229,14 +228,7 @@ def write_results(result: EvalResult, folder: Path) -> tuple[Path, Path]:
 def _write_text_atomic(path: Path, text: str) -> None:
     """Through a temporary file in the same folder, then a rename: never half a file."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text(text, encoding="utf-8")
     except OSError as error:
         raise UserError(f"{path.parent}: cannot write results there ({error.strerror or error})") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -8,9 +8,7 @@ writer; TIFFs go through tifffile (a scikit-image dependency)."""
 from __future__ import annotations
 
 import contextlib
-import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ import tifffile
 import torch
 from PIL import Image
 
+from srgan_noise.atomic import atomic_path
 from srgan_noise.errors import UserError
 from srgan_noise.images import open_image
 
@@ -94,18 +93,18 @@ def write_planes(planes: ImagePlanes, path: Path, quality: int = 95) -> None:
     array = _interleave(planes, bits)  # (H, W, C) uint8 or uint16
     icc = {"icc_profile": planes.icc_profile} if planes.icc_profile and not (planes.grey and file_format == "WEBP") else {}
     if bits == 16 and file_format == "TIFF":
-        with _atomic(path) as tmp:
+        with atomic_path(path, suffix=path.suffix) as tmp:
             tifffile.imwrite(tmp, array[..., 0] if array.shape[2] == 1 else array,
                              photometric="minisblack" if planes.grey else "rgb",
                              extrasamples=(2,) if planes.alpha is not None else None,  # unassociated alpha
                              iccprofile=planes.icc_profile)
     elif bits == 16 and array.shape[2] > 1:
-        with _atomic(path) as tmp:
+        with atomic_path(path, suffix=path.suffix) as tmp:
             Path(tmp).write_bytes(_png16(array, planes.icc_profile))
     else:
         image = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
         params = {"quality": quality} if file_format in ("JPEG", "WEBP") else {}
-        with _atomic(path) as tmp:
+        with atomic_path(path, suffix=path.suffix) as tmp:
             image.save(tmp, format=file_format, **params, **icc)
 
 
@@ -201,21 +200,3 @@ def _png16(array: np.ndarray, icc_profile: bytes | None) -> bytes:
     icc = chunk(b"iCCP", b"icc\0\0" + zlib.compress(icc_profile)) if icc_profile else b""
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + icc
             + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)) + chunk(b"IEND", b""))
-
-
-@contextlib.contextmanager
-def _atomic(path: Path) -> Iterator[str]:
-    """A temporary file beside `path`, renamed onto it once the body succeeds, so a
-    failure never leaves a half-written image. Permissions follow the umask (mkstemp's are 0600)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

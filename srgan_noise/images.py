@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -74,17 +72,3 @@ def tensor_to_pil(image: torch.Tensor) -> Image.Image:
     """(3, H, W) float in [0, 1] -> 8-bit RGB PIL image (rounded, clamped)."""
     array = image.detach().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(array)
-
-
-def save_atomic(image: Image.Image, path: Path, **params) -> None:
-    """Write through a temporary file in the same folder, then rename, so a
-    failure never leaves a half-written image."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        image.save(tmp, **params)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -4,14 +4,13 @@ file alone rebuilds the model and loading never unpickles."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
+from srgan_noise.atomic import atomic_path
 from srgan_noise.config import ModelConfig
 from srgan_noise.errors import UserError
 from srgan_noise.generator import Generator
@@ -22,15 +21,8 @@ def save_generator(generator: Generator, path: Path, extra: dict[str, str] | Non
     metadata = {"format": "srgan_noise.generator", "config": json.dumps(generator.config.to_dict())}
     metadata.update(extra or {})
     tensors = {name: value.detach().cpu().contiguous() for name, value in generator.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_metadata(path: Path) -> dict[str, str]:
