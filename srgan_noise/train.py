@@ -18,6 +18,8 @@ from srgan_noise.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkp
 from srgan_noise.config import ModelConfig, preset
 from srgan_noise.data import SAMPLE_TRAIN, SAMPLE_VAL, PatchSampler, load_folder, load_samples, validation_pairs
 from srgan_noise.discriminator import Discriminator
+from srgan_noise.distributed import (World, device_for, from_main, mean_over_ranks, process_group, rank_seed,
+                                     rank_slice, replicate)
 from srgan_noise.errors import UserError
 from srgan_noise.generator import Generator
 from srgan_noise.losses import LOSSES, d_loss, feature_matching, g_loss
@@ -58,7 +60,7 @@ class TrainConfig:
     d_steps: int = 1
     steps: int = 300  # GAN steps
     pretrain_steps: int = 300  # MSE steps before the GAN phase
-    batch_size: int = 8
+    batch_size: int = 8  # the global batch: patches per step over all processes, split evenly among them
     patch_size: int = 64  # HR patch side
     lr: float = 1e-4
     pretrain_lr: float = 2e-4
@@ -66,6 +68,7 @@ class TrainConfig:
     checkpoint_every: int = 100  # a multiple of log_every
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = False  # bfloat16 autocast
+    sync_batch_norm: bool = False  # under torchrun on CUDA: BN statistics over the global batch
     seed: int = 0
     progress: bool = True
 
@@ -94,6 +97,10 @@ class TrainConfig:
             raise UserError(f"--patch-size {self.patch_size} is not a multiple of the scale {self.model.scale}")
         if self.patch_size < 16:
             raise UserError("--patch-size must be at least 16 (the discriminator halves it four times)")
+        if self.sync_batch_norm and self.model.d_batch_norm and (self.reg != "none" or self.loss == "wgan-gp"):
+            raise UserError(f"--sync-batch-norm with {'--reg ' + self.reg if self.reg != 'none' else '--loss wgan-gp'} "
+                            "needs --no-d-batch-norm: the penalty back-propagates twice through D, and "
+                            "SyncBatchNorm has no double backward")
 
     @property
     def total_steps(self) -> int:
@@ -290,17 +297,28 @@ def rng_states(data_rng: torch.Generator, device: torch.device) -> dict[str, Any
     return states
 
 
-def train(config: TrainConfig, resume: bool = False) -> Path:
+def train(config: TrainConfig, resume: bool = False, world: World = World()) -> Path:
     """Run (or continue, with resume) a training run in config.out; returns the run folder.
 
-    Writes checkpoint.pt, metrics.jsonl, tb/ and generator.safetensors there."""
+    Writes checkpoint.pt, metrics.jsonl, tb/ and generator.safetensors there.
+    Under torchrun every process calls this with its `world` (and rank 0's
+    config is used): they train one model with DistributedDataParallel on
+    config.batch_size / world.size patches each, and rank 0 alone writes."""
+    if config.batch_size % world.size:
+        raise UserError(f"--batch-size {config.batch_size} (the global batch) is not a multiple of the "
+                        f"{world.size} processes")
+    device = device_for(world, resolve_device(config.device))
+    with process_group(world, device):
+        return _train(from_main(config, world), resume, world, device)
+
+
+def _train(config: TrainConfig, resume: bool, world: World, device: torch.device) -> Path:
     run = Path(config.out)
     checkpoint = load_checkpoint(run) if resume else None
     if not resume and (run / CHECKPOINT_NAME).exists():
         raise UserError(f"{run}: already holds a run; use --resume to continue it or another --out")
-    device = resolve_device(config.device)
     torch.manual_seed(config.seed)
-    data_rng = torch.Generator().manual_seed(config.seed)
+    data_rng = torch.Generator().manual_seed(config.seed)  # alike on every rank: each draws the global batch
     sampler, val_pairs = load_data(config)
     nets = build_nets(config.model, config, device)
     step = 0
@@ -315,7 +333,16 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         if "cuda" in checkpoint["rng"] and device.type == "cuda":
             torch.cuda.set_rng_state(checkpoint["rng"]["cuda"], device)
         step = checkpoint["step"]
-    run.mkdir(parents=True, exist_ok=True)
+    if world.rank > 0:  # its own noise; rank 0 keeps the one-process stream, the one checkpoints hold
+        torch.manual_seed(rank_seed(config.seed, world.rank, step))
+    # The steps call nets' modules, DDP-wrapped under torchrun; checkpoints,
+    # validation and weights files use the plain modules (no "module." keys).
+    generator, discriminator = nets.generator, nets.discriminator
+    if world.distributed:
+        nets = dataclasses.replace(nets, generator=replicate(generator, device, config.sync_batch_norm),
+                                   discriminator=replicate(discriminator, device, config.sync_batch_norm))
+    if world.is_main:
+        run.mkdir(parents=True, exist_ok=True)
 
     def autocast() -> ContextManager:
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp)
@@ -323,21 +350,24 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     def to_device(batch: Batch) -> Batch:
         return tuple(x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last) for x in batch)
 
+    def draw() -> Batch:
+        """This rank's slice of a global batch (the whole of it in one process)."""
+        return to_device(rank_slice(sampler.sample(config.batch_size, data_rng), world))
+
     val_pairs = [(lr.contiguous(memory_format=torch.channels_last), hr) for lr, hr in val_pairs]
-    log = MetricsLog(run, resume_step=step if resume else None)
+    log = MetricsLog(run, resume_step=step if resume else None) if world.is_main else None
     window, window_start = WindowMeans(), time.perf_counter()
-    last_record: dict[str, Any] = {}
-    progress = _progress(config) if config.progress else contextlib.nullcontext()
+    progress = _progress(config) if config.progress and world.is_main else contextlib.nullcontext()
     try:
         with progress as bar:
             task = bar.add_task("train", total=config.total_steps, completed=step, info="") if bar else None
             while step < config.total_steps:
                 gan = step >= config.pretrain_steps
                 if gan:
-                    batches = [to_device(sampler.sample(config.batch_size, data_rng)) for _ in range(config.d_steps)]
+                    batches = [draw() for _ in range(config.d_steps)]
                     values = gan_step(nets, batches, step - config.pretrain_steps, config, autocast)
                 else:
-                    values = pretrain_step(nets, to_device(sampler.sample(config.batch_size, data_rng)), autocast)
+                    values = pretrain_step(nets, draw(), autocast)
                 window.add(values)
                 step += 1
                 phase_end = step == config.pretrain_steps
@@ -346,36 +376,39 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
                         bar.update(task, completed=step)
                     continue
 
-                # End of a window: means, validation, log, maybe checkpoint.
+                # End of a window: means over steps and ranks, validation, log, maybe checkpoint.
                 seconds = (time.perf_counter() - window_start) / window.counts["loss_content"]
-                record = {"step": step, "phase": "gan" if gan else "pretrain", **window.means(),
-                          "seconds_per_step": seconds}
-                if val_pairs:
-                    record.update(evaluate(nets.generator, val_pairs, config.model.scale, device))
+                record = {"step": step, "phase": "gan" if gan else "pretrain",
+                          **mean_over_ranks(window.means(), world, device), "seconds_per_step": seconds,
+                          "world_size": world.size}
+                if val_pairs and world.is_main:
+                    record.update(evaluate(generator, val_pairs, config.model.scale, device))
+                record = from_main(record, world)  # so every rank stops alike on a non-finite figure
                 bad = first_non_finite(record)
                 if bad is not None:
                     raise UserError(
                         f"{run}: {bad} became {record[bad]} by step {step}; training stopped "
                         f"(last good checkpoint kept: {_describe_checkpoint(run)})"
                     )
-                log.write(record)
-                last_record = record
                 window.reset()
-                if step % config.checkpoint_every == 0 or step == config.total_steps or phase_end:
-                    state = {"config": config.to_dict(), "step": step, "rng": rng_states(data_rng, device)}
-                    for name in ("generator", "discriminator", "opt_pretrain", "opt_g", "opt_d", "history_g",
-                                 "history_d"):
+                if world.is_main:
+                    log.write(record)
+                if world.is_main and (step % config.checkpoint_every == 0 or step == config.total_steps or phase_end):
+                    state = {"config": config.to_dict(), "step": step, "rng": rng_states(data_rng, device),
+                             "generator": generator.state_dict(), "discriminator": discriminator.state_dict()}
+                    for name in ("opt_pretrain", "opt_g", "opt_d", "history_g", "history_d"):
                         if getattr(nets, name) is not None:
                             state[name] = getattr(nets, name).state_dict()
                     save_checkpoint(state, run / CHECKPOINT_NAME)
-                    save_generator(nets.generator, run / GENERATOR_WEIGHTS, {"step": str(step)})
+                    save_generator(generator, run / GENERATOR_WEIGHTS, {"step": str(step)})
                     if phase_end:
-                        save_generator(nets.generator, run / PRETRAIN_WEIGHTS, {"step": str(step)})
+                        save_generator(generator, run / PRETRAIN_WEIGHTS, {"step": str(step)})
                 if bar:
                     bar.update(task, completed=step, info=_summary(record))
                 window_start = time.perf_counter()
     finally:
-        log.close()
+        if log is not None:
+            log.close()
     return run
 
 
