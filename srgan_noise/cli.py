@@ -21,6 +21,7 @@ console = Console(stderr=True)
 
 Device = Annotated[str, typer.Option(help="auto | cpu | cuda")]
 Seed = Annotated[int, typer.Option(help="Seed for weights, data order and noise.")]
+Model = Annotated[str, typer.Option(help="Shipped x4 weights to use when --weights is not given: gan (sharper) | psnr (MSE-trained).")]
 
 
 def _one_line_warnings(message, category, filename, lineno, file=None, line=None) -> None:
@@ -172,17 +173,18 @@ def plot(
 @command
 def upscale(
     inputs: Annotated[list[Path], typer.Argument(help="Image files, and folders of images (their non-image files are skipped with a note).", show_default=False)],
-    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="A file for one input file, else a folder \\[default: NAME_x<scale>.EXT beside each input].")] = None,
-    weights: Annotated[Optional[Path], typer.Option(help="Generator weights written by srgan train (RUN/generator.safetensors) \\[default: weights/srgan_x4.safetensors].")] = None,
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="A file for one input file, else a folder [default: NAME_x<scale>.EXT beside each input].")] = None,
+    weights: Annotated[Optional[Path], typer.Option(help="Generator weights written by srgan train (RUN/generator.safetensors) [default: the shipped --model].")] = None,
+    model: Model = "gan",
     tile: Annotated[int, typer.Option(help="LR pixels per tile side, context excluded.")] = 256,
     overlap: Annotated[str, typer.Option(help="LR pixels of context around each tile; auto: the generator's receptive radius, which makes the output equal the untiled one.")] = "auto",
-    batch_tiles: Annotated[Optional[int], typer.Option(help="Tiles per forward pass \\[default: 4 on CUDA; 1 on CPU, where batches gain nothing and cost memory].")] = None,
+    batch_tiles: Annotated[Optional[int], typer.Option(help="Tiles per forward pass [default: 4 on CUDA; 1 on CPU, where batches gain nothing and cost memory].")] = None,
     device: Device = "auto",
     precision: Annotated[str, typer.Option(help="auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16; non-finite fp16/bf16 tiles are redone in fp32.")] = "auto",
     ext: Annotated[str, typer.Option(help="auto (the input's format; bmp -> png) | png | jpg | webp")] = "auto",
     alpha: Annotated[str, typer.Option(help="Alpha channel: bicubic | model (through the generator).")] = "bicubic",
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
-    max_pixels: Annotated[Optional[int], typer.Option(help="Refuse larger inputs \\[default: Pillow's decompression-bomb limit, 89,478,485].")] = None,
+    max_pixels: Annotated[Optional[int], typer.Option(help="Refuse larger inputs [default: Pillow's decompression-bomb limit, 89,478,485].")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Upscale images with a trained generator, tile by tile; the tiles stitch to exactly the untiled output.
@@ -196,7 +198,7 @@ def upscale(
         raise UserError(f"--overlap must be auto or a number of LR pixels, got {overlap!r}")
     config = UpscaleConfig(
         inputs=tuple(str(path) for path in inputs), out=str(out) if out else None,
-        weights=str(weights) if weights else None, tile=tile, overlap=None if overlap == "auto" else int(overlap),
+        weights=str(weights) if weights else None, model=model, tile=tile, overlap=None if overlap == "auto" else int(overlap),
         batch_tiles=batch_tiles, device=device, precision=precision, ext=ext, alpha=alpha, force=force,
         progress=progress, **({"max_pixels": max_pixels} if max_pixels is not None else {}),
     )
@@ -255,10 +257,11 @@ def compare(
 @command
 def eval_(
     data: Annotated[Path, typer.Option(help="Folder of HR (ground-truth) images, e.g. ../shared/data/Set5.", show_default=False)],
-    weights: Annotated[Optional[Path], typer.Option(help="Generator weights written by srgan train (RUN/generator.safetensors) \\[default: weights/srgan_x4.safetensors; none with --bicubic when that is absent].")] = None,
+    weights: Annotated[Optional[Path], typer.Option(help="Generator weights written by srgan train (RUN/generator.safetensors) [default: the shipped --model; none with --bicubic when that is absent].")] = None,
+    model: Model = "gan",
     scale: Annotated[int, typer.Option(help="Must match the generator's scale.")] = 4,
     bicubic: Annotated[bool, typer.Option("--bicubic", help="Also score the bicubic baseline (PIL bicubic down and up).")] = False,
-    out: Annotated[Optional[Path], typer.Option(help="Folder to write results.csv and results.json \\[default: print only].")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Folder to write results.csv and results.json [default: print only].")] = None,
     device: Device = "auto",
 ) -> None:
     """Benchmark on a folder of HR images: crop to a multiple of the scale, PIL bicubic LR, super-resolve, then
@@ -267,7 +270,7 @@ def eval_(
 
     from srgan_noise.evaluate import EvalConfig, evaluate, results_table
 
-    config = EvalConfig(data=str(data), weights=str(weights) if weights else None, scale=scale, bicubic=bicubic,
+    config = EvalConfig(data=str(data), weights=str(weights) if weights else None, model=model, scale=scale, bicubic=bicubic,
                         out=str(out) if out else None, device=device)
     with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("images", total=None)

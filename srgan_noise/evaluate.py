@@ -28,9 +28,8 @@ from srgan_noise.generator import Generator
 from srgan_noise.images import list_images, load_rgb, pil_to_tensor
 from srgan_noise.metrics import y_metrics
 from srgan_noise.train import resolve_device
-from srgan_noise.weights import load_generator
+from srgan_noise.weights import load_generator, shipped_weights
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "srgan_x4.safetensors"
 SSIM_WINDOW = 11  # the Gaussian window of metrics.y_metrics; images need this much left after the border crop
 CSV_COLUMNS = ("method", "image", "height", "width", "psnr", "ssim")
 MODEL, BICUBIC = "model", "bicubic"  # the two method names in rows, tables and files
@@ -41,7 +40,8 @@ ImageDone = Callable[[str], None]  # called with each image's name once it is sc
 @dataclass(frozen=True)
 class EvalConfig:
     data: str  # folder of HR images (the ground truth)
-    weights: str | None = None  # None: the shipped weights, or no model when absent and `bicubic` is set
+    weights: str | None = None  # None: the shipped weights of `model`, or no model when absent and `bicubic` is set
+    model: str = "gan"  # gan | psnr: which shipped weights, when `weights` is None
     scale: int = 4  # must match the generator's
     bicubic: bool = False  # also score PIL bicubic upscaling
     out: str | None = None  # folder for results.csv and results.json; None: nothing written
@@ -151,13 +151,12 @@ def resolve_weights(config: EvalConfig) -> Path | None:
     the bicubic baseline was asked for."""
     if config.weights is not None:
         return Path(config.weights)
-    if DEFAULT_WEIGHTS.is_file():
-        return DEFAULT_WEIGHTS
-    if config.bicubic:
-        return None
-    raise UserError(f"no --weights given and no shipped weights at {DEFAULT_WEIGHTS}: train a generator with "
-                    "`srgan train` (or scripts/train_release.sh) and pass --weights RUN/generator.safetensors, "
-                    "or use --bicubic alone for the bicubic baseline")
+    try:
+        return shipped_weights(config.model)
+    except UserError as error:
+        if config.bicubic:
+            return None
+        raise UserError(f"{error}, or use --bicubic alone for the bicubic baseline") from None
 
 
 def evaluate(config: EvalConfig, on_image: ImageDone | None = None) -> EvalResult:

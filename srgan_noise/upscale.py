@@ -27,13 +27,12 @@ from srgan_noise.generator import Generator, receptive_radius
 from srgan_noise.image_planes import DEFAULT_MAX_PIXELS, FORMATS, ImagePlanes, read_planes, write_planes
 from srgan_noise.images import is_image_path
 from srgan_noise.tiles import plan_tiles, tile_batches
-from srgan_noise.train import GENERATOR_WEIGHTS, resolve_device
-from srgan_noise.weights import load_generator
+from srgan_noise.train import resolve_device
+from srgan_noise.weights import load_generator, shipped_weights
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 MIN_TILE = 32  # the out-of-memory fallback halves the tile down to this
-WEIGHTS_FOLDER = Path(__file__).resolve().parents[1] / "weights"
 
 TileProgress = Callable[[int, int], None]  # (tiles done, tiles in the image)
 
@@ -42,7 +41,8 @@ TileProgress = Callable[[int, int], None]  # (tiles done, tiles in the image)
 class UpscaleConfig:
     inputs: tuple[str, ...]  # image files and folders of images
     out: str | None = None  # a file for one input file, else a folder; None: beside each input
-    weights: str | None = None  # None: the shipped weights (default_weights)
+    weights: str | None = None  # None: the shipped weights of `model`
+    model: str = "gan"  # gan | psnr: which shipped weights, when `weights` is None
     tile: int = 256  # LR pixels per tile side, context excluded
     overlap: int | None = None  # LR pixels of context; None: the receptive radius (exact)
     batch_tiles: int | None = None  # windows per forward; None: 4 on CUDA, 1 on CPU (no gain there, more memory)
@@ -168,15 +168,6 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "fp16" if precision == "auto" else precision
 
 
-def default_weights() -> Path:
-    """The shipped weights, used when --weights is not given."""
-    path = WEIGHTS_FOLDER / "srgan_x4.safetensors"
-    if not path.is_file():
-        raise UserError(f"no --weights given and no shipped weights at {path}: train a generator with "
-                        f"`srgan train` (it writes RUN/{GENERATOR_WEIGHTS}) and pass --weights RUN/{GENERATOR_WEIGHTS}")
-    return path
-
-
 def upscale_planes(generator: Generator, planes: ImagePlanes, config: UpscaleConfig, tile: int, batch_tiles: int,
                    precision: str, progress: TileProgress | None = None) -> tuple[ImagePlanes, int, int]:
     """Colour through the generator, alpha bicubic or through the generator too.
@@ -217,7 +208,7 @@ def upscale_files(config: UpscaleConfig, console: Console | None = None) -> Upsc
     console = console or Console(stderr=True)
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
-    weights = Path(config.weights) if config.weights else default_weights()
+    weights = Path(config.weights) if config.weights else shipped_weights(config.model)
     generator = load_generator(weights, device)
     if not all(bool(torch.isfinite(value).all()) for value in generator.state_dict().values()):
         raise UserError(f"{weights}: the weights contain inf or NaN values")

@@ -16,6 +16,24 @@ from srgan_noise.errors import UserError
 from srgan_noise.generator import Generator
 
 
+# The x4 generators shipped in the repository's weights/ folder (see weights/README.md).
+WEIGHTS_FOLDER = Path(__file__).resolve().parents[1] / "weights"
+SHIPPED = {"gan": "srgan_x4.safetensors", "psnr": "srresnet_x4.safetensors"}
+
+
+def shipped_weights(model: str = "gan") -> Path:
+    """The shipped generator `model` (gan: sharper, psnr: MSE-trained); a clear
+    error if it is missing."""
+    if model not in SHIPPED:
+        raise UserError(f"--model must be one of {', '.join(SHIPPED)}, got {model!r}")
+    path = WEIGHTS_FOLDER / SHIPPED[model]
+    if not path.is_file():
+        raise UserError(f"no --weights given and no shipped weights at {path}: train a generator with "
+                        f"`srgan train` (it writes RUN/generator.safetensors; scripts/train_release.sh makes the "
+                        f"shipped ones) and pass --weights RUN/generator.safetensors")
+    return path
+
+
 def save_generator(generator: Generator, path: Path, extra: dict[str, str] | None = None) -> None:
     """Atomically write the generator's weights with its config in the metadata."""
     metadata = {"format": "srgan_noise.generator", "config": json.dumps(generator.config.to_dict())}

@@ -9,7 +9,6 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-import srgan_noise.evaluate as evaluate_module
 from srgan_noise.cli import app
 from srgan_noise.config import preset
 from srgan_noise.errors import UserError
@@ -17,6 +16,7 @@ from srgan_noise.evaluate import (BICUBIC, CSV_COLUMNS, MODEL, EvalConfig, bicub
                                   evaluate_images, score)
 from srgan_noise.generator import Generator
 from srgan_noise.images import load_rgb
+import srgan_noise.weights as weights_module
 from srgan_noise.weights import load_generator, save_generator
 
 SET5 = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "Set5"
@@ -25,7 +25,7 @@ SET5 = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "Set5"
 @pytest.fixture(autouse=True)
 def no_shipped_weights(tmp_path, monkeypatch):
     """Tests must not depend on whether weights/srgan_x4.safetensors has been shipped yet."""
-    monkeypatch.setattr(evaluate_module, "DEFAULT_WEIGHTS", tmp_path / "shipped" / "srgan_x4.safetensors")
+    monkeypatch.setattr(weights_module, "WEIGHTS_FOLDER", tmp_path / "shipped")
 
 
 @pytest.fixture

@@ -9,15 +9,15 @@ from rich.console import Console
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
-from srgan_noise import upscale as upscale_module
 from srgan_noise.cli import app
 from srgan_noise.config import preset
 from srgan_noise.errors import UserError
 from srgan_noise.generator import Generator, receptive_radius
 from srgan_noise.image_planes import ImagePlanes, read_planes, write_planes
-from srgan_noise.upscale import (MIN_TILE, UpscaleConfig, default_weights, resolve_precision, upscale,
+from srgan_noise.upscale import (MIN_TILE, UpscaleConfig, resolve_precision, upscale,
                                  upscale_files, upscale_fitting_memory)
-from srgan_noise.weights import save_generator
+import srgan_noise.weights as weights_module
+from srgan_noise.weights import save_generator, shipped_weights
 
 
 @pytest.fixture(autouse=True)
@@ -169,10 +169,15 @@ def test_config_exception():
         UpscaleConfig(inputs=("a.png",), overlap=-1)
 
 
-def test_default_weights_missing(tmp_path, monkeypatch):
-    monkeypatch.setattr(upscale_module, "WEIGHTS_FOLDER", tmp_path)
+def test_shipped_weights_missing_or_chosen(tmp_path, monkeypatch):
+    monkeypatch.setattr(weights_module, "WEIGHTS_FOLDER", tmp_path)
     with pytest.raises(UserError, match=r"no --weights given .* `srgan train` .*--weights RUN/generator.safetensors"):
-        default_weights()
+        shipped_weights("gan")
+    with pytest.raises(UserError, match=r"--model must be one of gan, psnr, got 'best'"):
+        shipped_weights("best")
+    for model, name in (("gan", "srgan_x4.safetensors"), ("psnr", "srresnet_x4.safetensors")):
+        (tmp_path / name).write_bytes(b"x")
+        assert shipped_weights(model) == tmp_path / name
 
 
 # --- command -------------------------------------------------------------------------------------------------
@@ -356,7 +361,7 @@ def test_command_unwritable_output_folder(work, weights):
 
 
 def test_command_without_weights(work, monkeypatch):
-    monkeypatch.setattr(upscale_module, "WEIGHTS_FOLDER", work / "weights")
+    monkeypatch.setattr(weights_module, "WEIGHTS_FOLDER", work / "weights")
     result = _run(_image(work / "a.png"))
     assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1
     assert "no --weights given" in result.stderr and "srgan train" in result.stderr
