@@ -28,6 +28,7 @@ from srgan_noise.generator import Generator
 from srgan_noise.images import list_images, load_rgb, pil_to_tensor
 from srgan_noise.metrics import y_metrics
 from srgan_noise.train import resolve_device
+from srgan_noise.upscale import upscale_fitting_memory
 from srgan_noise.weights import load_generator, shipped_weights
 
 SSIM_WINDOW = 11  # the Gaussian window of metrics.y_metrics; images need this much left after the border crop
@@ -95,11 +96,10 @@ def _pil_resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def super_resolve(generator: Generator, lr: torch.Tensor) -> torch.Tensor:
     """(3, h, w) float in [0, 1] -> (3, h*scale, w*scale) float32 on the CPU, unclamped.
 
-    One untiled forward of the whole image (generator in eval mode, on its device)."""
-    device = next(generator.parameters()).device
-    with torch.inference_mode():
-        batch = lr[None].to(device).contiguous(memory_format=torch.channels_last)
-        return generator(batch)[0].float().cpu()
+    Tiled in fp32 with the exact overlap: equal to one untiled forward, in
+    bounded memory whatever the image size (generator in eval mode, on its device)."""
+    sr, _, _ = upscale_fitting_memory(generator, lr, tile=256, overlap=None, batch_tiles=1)
+    return sr
 
 
 def score(sr: torch.Tensor, hr: torch.Tensor, scale: int) -> tuple[float, float]:
