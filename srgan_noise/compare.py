@@ -111,13 +111,15 @@ def compare_sr(config: CompareConfig) -> list[Path]:
     for name in config.schedules:
         runs[name] = []
         for seed in range(config.seeds):
-            run_config = dataclasses.replace(schedule_config(base, name), out=str(out / f"{name}-seed{seed}"), seed=seed)
+            folder = out / f"{name}-seed{seed}"
+            run_config = dataclasses.replace(schedule_config(base, name), out=str(folder), seed=seed)
             if not (Path(run_config.out) / CHECKPOINT_NAME).exists():
                 start_from(pretrained[seed], run_config)
             runs[name].append(read_metrics(run_or_reuse(run_config)))
     rows = [{"schedule": "mse-pretrain", "seeds": config.seeds,
              **summarise([read_metrics(run) for run in pretrained], pretrain_figures)}]
-    rows += [{"schedule": name, "seeds": config.seeds, **summarise(records, sr_figures)} for name, records in runs.items()]
+    rows += [{"schedule": name, "seeds": config.seeds, **summarise(records, sr_figures)}
+             for name, records in runs.items()]
     tables = write_tables(rows, SR_COLUMNS, out / "compare", sr_notes(config))
     return [*tables, plot_sr(runs, out / "compare.png")]
 
@@ -350,10 +352,10 @@ def toy_run_or_reuse(config: ToyConfig, path: Path) -> ToyRun:
 
 def toy_notes(base: ToyConfig) -> str:
     mixture = base.mixture
-    return (f"2-D {mixture} ({len(mixture_centres(mixture))} modes, std {MIXTURE_STD[mixture]}): {base.steps} steps, batch "
-            f"{base.batch_size}, generator and discriminator MLPs of 3 hidden ReLU layers x {base.width}, latent "
+    return (f"2-D {mixture} ({len(mixture_centres(mixture))} modes, std {MIXTURE_STD[mixture]}): {base.steps} steps, "
+            f"batch {base.batch_size}, generator and discriminator MLPs of 3 hidden ReLU layers x {base.width}, latent "
             f"{base.latent}, Adam lr {base.lr} betas (0.5, 0.999); {base.samples} samples scored. Instance noise "
-            f"sigma0 {TOY_SIGMA0[mixture]:.3g} (a quarter of the mode spacing {MODE_SPACING[mixture]:.3g}); Roth gamma0 "
-            f"{TOY_GAMMA0[mixture]:.3g} (its square). Cells: mean ± std over seeds. modes: modes with a sample within "
-            "3 std; high-quality: samples within 3 std of the nearest mode; reverse KL: KL(mode histogram of the "
-            "high-quality samples || uniform), nats. D columns as in the SR table.")
+            f"sigma0 {TOY_SIGMA0[mixture]:.3g} (a quarter of the mode spacing {MODE_SPACING[mixture]:.3g}); "
+            f"Roth gamma0 {TOY_GAMMA0[mixture]:.3g} (its square). Cells: mean ± std over seeds. modes: modes with "
+            "a sample within 3 std; high-quality: samples within 3 std of the nearest mode; reverse KL: KL(mode "
+            "histogram of the high-quality samples || uniform), nats. D columns as in the SR table.")

@@ -54,6 +54,14 @@ def test_schedule_strengths_per_mode():
     assert toy.gamma(0) == pytest.approx(0.25) and toy.gamma(100) == pytest.approx(0.0025)
 
 
+def test_a_new_schedule_is_one_entry(monkeypatch, tmp_path):
+    monkeypatch.setitem(SCHEDULES, "wgan-gp-r1", dict(loss="wgan-gp", reg="r1", gamma_schedule="constant"))
+    assert schedule_config(TrainConfig(model=preset("tiny")), "wgan-gp-r1").loss == "wgan-gp"
+    config = CompareConfig(schedules=("wgan-gp-r1",), seeds=1, out=str(tmp_path), toy="grid", steps=5)
+    markdown, _, _ = compare(config)
+    assert "| wgan-gp-r1 | 1 |" in markdown.read_text()
+
+
 # summaries on constructed records
 
 
