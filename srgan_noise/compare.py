@@ -131,7 +131,7 @@ def run_or_reuse(config: TrainConfig) -> Path:
     if not (run / CHECKPOINT_NAME).exists():
         (run / METRICS_NAME).unlink(missing_ok=True)  # records of a run killed before its first checkpoint
         return train(config)
-    saved = load_checkpoint(run)["config"]
+    saved = saved_settings(load_checkpoint(run)["config"])
     wanted = config.to_dict()
     differing = sorted(key for key in wanted if key not in UNCOMPARED and saved.get(key) != wanted[key])
     if differing:
@@ -140,6 +140,15 @@ def run_or_reuse(config: TrainConfig) -> Path:
     if records and records[-1]["step"] >= config.total_steps:
         return run
     return train(config, resume=True)
+
+
+def saved_settings(saved: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's config with the fields added to TrainConfig since it was
+    written at their defaults (as is, if it no longer loads)."""
+    try:
+        return TrainConfig.from_dict(saved).to_dict()
+    except (TypeError, UserError):
+        return saved
 
 
 def start_from(pretrained: Path, config: TrainConfig) -> None:

@@ -5,6 +5,7 @@ import math
 import pytest
 from typer.testing import CliRunner
 
+from srgan_noise.checkpoint import load_checkpoint, save_checkpoint
 from srgan_noise.cli import app
 from srgan_noise.compare import (
     PLAIN, SCHEDULES, CompareConfig, compare, d_figures, run_or_reuse, schedule_config, sr_figures, summarise,
@@ -149,6 +150,14 @@ def test_run_with_other_settings_is_not_reused(tmp_path):
     run_or_reuse(config)
     with pytest.raises(UserError, match=r"holds a run with other settings \(lr\); use another --out"):
         run_or_reuse(dataclasses.replace(config, lr=1e-3))
+    # A field added to TrainConfig after the run was written counts as its default.
+    path = tmp_path / "run" / "checkpoint.pt"
+    state = load_checkpoint(path)
+    del state["config"]["adv_weight"]
+    save_checkpoint(state, path)
+    finished = (tmp_path / "run" / "metrics.jsonl").stat().st_mtime_ns
+    run_or_reuse(config)
+    assert (tmp_path / "run" / "metrics.jsonl").stat().st_mtime_ns == finished
 
 
 def test_cli_rejects_sr_options_with_toy(tmp_path):
