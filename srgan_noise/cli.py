@@ -216,8 +216,11 @@ def upscale(
 @app.command()
 @command
 def compare(
-    schedules: Annotated[str, typer.Option(help="Comma-separated: none, noise-linear, noise-constant, roth-annealed, "
-                                                "roth-constant, label-smoothing.")] = "none,noise-linear,noise-constant,roth-annealed,roth-constant,label-smoothing",
+    schedules: Annotated[str, typer.Option(help="Comma-separated, from: none, noise-linear, noise-constant, "
+                                                "roth-annealed, roth-constant, label-smoothing, saturating, lsgan, hinge, "
+                                                "wgan, wgan-gp, r1, r2 (gamma/2 E||grad||^2, gamma 2.0 SR), spectral-norm, "
+                                                "minibatch-discrimination, feature-matching, historical-averaging "
+                                                "(see README's toolbox table).")] = "none,noise-linear,noise-constant,roth-annealed,roth-constant,label-smoothing",
     seeds: Annotated[int, typer.Option(help="Runs per schedule, seeds 0..N-1.")] = 3,
     steps: Annotated[Optional[int], typer.Option(help="GAN steps [default: 200 SR, 3000 toy].")] = None,
     toy: Annotated[Optional[str], typer.Option(help="ring (8 modes, std 0.01) | grid (25 modes, std 0.05): the 2-D "

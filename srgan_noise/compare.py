@@ -27,6 +27,8 @@ from srgan_noise.train import TrainConfig, train
 # Schedule name -> the fields it sets, on a plain GAN (no noise, no regulariser,
 # no smoothing), in both TrainConfig and ToyConfig. Strengths (sigma0, gamma0)
 # are each mode's defaults: 0.1 and 2.0 for images, TOY_SIGMA0/TOY_GAMMA0 for the toy.
+# "model" holds discriminator architecture fields (ModelConfig's; the toy's MLP
+# takes the same names where they apply). The SR R1/R2 gamma is Roth's 2.0.
 PLAIN = dict(noise="none", reg="none", label_smoothing=False)
 SCHEDULES: dict[str, dict[str, Any]] = {
     "none": {},
@@ -35,7 +37,19 @@ SCHEDULES: dict[str, dict[str, Any]] = {
     "roth-annealed": dict(reg="roth", gamma_schedule="annealed"),
     "roth-constant": dict(reg="roth", gamma_schedule="constant"),
     "label-smoothing": dict(label_smoothing=True),
+    "saturating": dict(loss="saturating"),
+    "lsgan": dict(loss="lsgan"),
+    "hinge": dict(loss="hinge"),
+    "wgan": dict(loss="wgan"),
+    "wgan-gp": dict(loss="wgan-gp", model=dict(d_batch_norm=False)),
+    "r1": dict(reg="r1", gamma_schedule="constant"),
+    "r2": dict(reg="r2", gamma_schedule="constant"),
+    "spectral-norm": dict(model=dict(d_spectral_norm=True)),
+    "minibatch-discrimination": dict(model=dict(d_minibatch_kernels=32)),
+    "feature-matching": dict(feature_matching="replace"),
+    "historical-averaging": dict(historical_averaging=1e-3),
 }
+DEFAULT_SCHEDULES = ("none", "noise-linear", "noise-constant", "roth-annealed", "roth-constant", "label-smoothing")
 DEFAULT_STEPS = {"sr": 200, "toy": 3000}
 PUBLISHED_MODES = {"ring": 6.3, "grid": 17.3}  # plain GAN in the PacGAN harness (Lin et al. 2018)
 # Settings that may differ between a finished run and a request to reuse it.
@@ -44,7 +58,7 @@ UNCOMPARED = ("out", "progress", "device")
 
 @dataclass(frozen=True)
 class CompareConfig:
-    schedules: tuple[str, ...] = tuple(SCHEDULES)
+    schedules: tuple[str, ...] = DEFAULT_SCHEDULES
     seeds: int = 3  # seeds 0 .. seeds-1
     out: str = "runs/compare"
     toy: str | None = None  # ring | grid: the 2-D toy instead of the SR task
@@ -91,7 +105,9 @@ def compare(config: CompareConfig) -> list[Path]:
 
 
 def schedule_config(base: TrainConfig, name: str) -> TrainConfig:
-    return dataclasses.replace(base, **{**PLAIN, **SCHEDULES[name]})
+    fields = {**PLAIN, **SCHEDULES[name]}
+    model = dataclasses.replace(base.model, **fields.pop("model", {}))
+    return dataclasses.replace(base, **fields, model=model)
 
 
 def compare_sr(config: CompareConfig) -> list[Path]:
@@ -159,7 +175,10 @@ def start_from(pretrained: Path, config: TrainConfig) -> None:
     run.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(pretrained / METRICS_NAME, run / METRICS_NAME)
     state = load_checkpoint(pretrained)
-    save_checkpoint({**state, "config": config.to_dict()}, run / CHECKPOINT_NAME)
+    # Only what pre-training trained: the GAN phase's D, optimisers and
+    # averages are built fresh by train() for this schedule's architecture and loss.
+    kept = {name: state[name] for name in ("step", "rng", "generator", "opt_pretrain")}
+    save_checkpoint({**kept, "config": config.to_dict()}, run / CHECKPOINT_NAME)
 
 
 # 2. Summaries: per-run figures, then mean and std over seeds.
@@ -327,7 +346,7 @@ def compare_toy(config: CompareConfig) -> list[Path]:
     base = ToyConfig(mixture=mixture, steps=config.gan_steps)
     runs: dict[str, list[ToyRun]] = {}
     for name in config.schedules:
-        toy_config = dataclasses.replace(base, **{**PLAIN, **SCHEDULES[name]})
+        toy_config = toy_schedule_config(base, name)
         runs[name] = [toy_run_or_reuse(dataclasses.replace(toy_config, seed=seed),
                                        out / f"toy-{mixture}" / f"{name}-seed{seed}.json")
                       for seed in range(config.seeds)]
@@ -342,6 +361,13 @@ def compare_toy(config: CompareConfig) -> list[Path]:
     snapshots = plot_snapshots({name: seed_runs[0] for name, seed_runs in runs.items()}, mixture,
                                out / f"toy-{mixture}.png")
     return [*tables, snapshots]
+
+
+def toy_schedule_config(base: ToyConfig, name: str) -> ToyConfig:
+    fields = {**PLAIN, **SCHEDULES[name]}
+    model = {name: value for name, value in fields.pop("model", {}).items()
+             if name != "d_batch_norm"}  # the toy's MLP has no batch norm
+    return dataclasses.replace(base, **fields, **model)
 
 
 def toy_run_or_reuse(config: ToyConfig, path: Path) -> ToyRun:

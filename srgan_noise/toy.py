@@ -15,11 +15,13 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
 
 from srgan_noise.errors import UserError
-from srgan_noise.losses import LOSSES, d_loss, g_loss
+from srgan_noise.discriminator import MinibatchDiscrimination
+from srgan_noise.losses import LOSSES, d_loss, feature_matching, g_loss
 from srgan_noise.monitor import WindowMeans
-from srgan_noise.regularisers import add_instance_noise, d_penalty, wgan_gradient_penalty
+from srgan_noise.regularisers import HistoricalAverage, add_instance_noise, d_penalty, wgan_gradient_penalty
 from srgan_noise.schedules import noise_sigma, reg_gamma
 
 MIXTURES = ("ring", "grid")
@@ -45,6 +47,10 @@ class ToyConfig:
     loss: str = "non-saturating"  # one of losses.LOSSES
     clip: float = 0.01  # wgan: D weights clipped to [-clip, clip]
     gp_weight: float = 10.0  # wgan-gp: lambda
+    d_spectral_norm: bool = False  # on every linear layer of D
+    d_minibatch_kernels: int = 0  # minibatch discrimination on D's last hidden layer (0: off)
+    feature_matching: str = "none"  # none | replace | add, on D's last hidden layer
+    historical_averaging: float = 0.0  # weight of ||theta - mean past theta||^2, both players
     steps: int = 3000
     batch_size: int = 256
     latent: int = 2  # a 2-D Gaussian, as in the PacGAN harness
@@ -58,13 +64,16 @@ class ToyConfig:
 
     def __post_init__(self) -> None:
         choices = {"mixture": MIXTURES, "noise": ("none", "constant", "linear"), "reg": ("none", "roth", "r1", "r2"),
-                   "gamma_schedule": ("annealed", "constant"), "loss": LOSSES}
+                   "gamma_schedule": ("annealed", "constant"), "loss": LOSSES,
+                   "feature_matching": ("none", "replace", "add")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"toy {name.replace('_', '-')} must be one of {', '.join(allowed)}")
         for name in ("steps", "batch_size", "latent", "width", "log_every", "snapshot_samples", "samples"):
             if getattr(self, name) < 1:
                 raise UserError(f"toy {name.replace('_', '-')} must be at least 1")
+        if self.d_minibatch_kernels < 0 or self.historical_averaging < 0:
+            raise UserError("toy minibatch kernels and historical averaging must be >= 0")
         if self.snapshots < 2:
             raise UserError("toy snapshots must be at least 2 (the first and the last step)")
         if self.label_smoothing and self.loss not in ("non-saturating", "saturating", "lsgan"):
@@ -107,41 +116,81 @@ def mlp(inputs: int, width: int, outputs: int) -> nn.Sequential:
                          nn.Linear(width, width), nn.ReLU(), nn.Linear(width, outputs))
 
 
+class ToyDiscriminator(nn.Module):
+    """(B, 2) -> logits (B, 1): the MLP's three hidden layers, optionally minibatch
+    discrimination on the last, and optionally spectral norm on every linear layer."""
+
+    def __init__(self, width: int, spectral: bool, minibatch_kernels: int, minibatch_dim: int = 8) -> None:
+        super().__init__()
+        self.body = mlp(2, width, width)[:-1]  # up to the last hidden ReLU
+        self.minibatch = (MinibatchDiscrimination(width, minibatch_kernels, minibatch_dim)
+                          if minibatch_kernels else None)
+        self.head = nn.Linear(width + minibatch_kernels, 1)
+        if spectral:
+            for module in list(self.modules()):
+                for name, child in module.named_children():
+                    if isinstance(child, nn.Linear):
+                        setattr(module, name, spectral_norm(child))
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> last hidden features (B, width), the layer feature matching uses, and logits (B, 1)."""
+        features = self.body(x)
+        head_input = features if self.minibatch is None else torch.cat([features, self.minibatch(features)], 1)
+        return features, self.head(head_input)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(x)[1]
+
+
 @dataclass
 class ToyNets:
     generator: nn.Module  # (B, latent) -> (B, 2)
-    discriminator: nn.Module  # (B, 2) -> (B, 1) logits
+    discriminator: ToyDiscriminator
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
+    history_g: HistoricalAverage | None = None
+    history_d: HistoricalAverage | None = None
 
 
 def build_toy_nets(config: ToyConfig) -> ToyNets:
     generator = mlp(config.latent, config.width, 2)
-    discriminator = mlp(2, config.width, 1)
+    discriminator = ToyDiscriminator(config.width, config.d_spectral_norm, config.d_minibatch_kernels)
     if config.loss == "wgan":  # Arjovsky et al.: RMSProp, as in the SR task
         optimizer = functools.partial(torch.optim.RMSprop, lr=config.lr)
     else:  # the usual toy-GAN Adam; WGAN-GP's beta1 = 0, beta2 = 0.9
         betas = (0.0, 0.9) if config.loss == "wgan-gp" else (0.5, 0.999)
         optimizer = functools.partial(torch.optim.Adam, lr=config.lr, betas=betas)
-    return ToyNets(generator, discriminator, optimizer(generator.parameters()), optimizer(discriminator.parameters()))
+    history = config.historical_averaging > 0
+    return ToyNets(generator, discriminator, optimizer(generator.parameters()), optimizer(discriminator.parameters()),
+                   HistoricalAverage(generator) if history else None,
+                   HistoricalAverage(discriminator) if history else None)
 
 
 def toy_step(nets: ToyNets, real: torch.Tensor, latent: torch.Tensor, t: int, config: ToyConfig) -> dict[str, float]:
     """One G update, then one D update: the SR task's gan_step on points
-    (real (B, 2), latent (B, latent)), without its content loss and the
-    options that need image features (feature matching, historical averaging,
-    lazy regularisation, several D steps). D means are of sigmoid(score)."""
+    (real (B, 2), latent (B, latent)), without its content loss, lazy
+    regularisation and several D steps. D means are of sigmoid(score)."""
     generator, discriminator = nets.generator, nets.discriminator
     sigma, gamma = config.sigma(t), config.gamma(t)
     real_target = 0.9 if config.label_smoothing else 1.0
 
     # 1. Generator G_t -> G_{t+1} against the frozen D_t.
     discriminator.requires_grad_(False)
-    logits_fake = discriminator(add_instance_noise(generator(latent), sigma)).squeeze(1)
+    features_fake, logits_fake = discriminator.forward_features(add_instance_noise(generator(latent), sigma))
+    logits_fake = logits_fake.squeeze(1)
     loss_g = g_loss(config.loss, logits_fake)
+    if config.feature_matching != "none":
+        with torch.no_grad():
+            features_real, _ = discriminator.forward_features(add_instance_noise(real, sigma))
+        loss_features = feature_matching(features_real, features_fake)
+        loss_g = loss_features if config.feature_matching == "replace" else loss_g + loss_features
+    if nets.history_g is not None:
+        loss_g = loss_g + config.historical_averaging * nets.history_g.penalty(generator)
     nets.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     nets.opt_g.step()
+    if nets.history_g is not None:
+        nets.history_g.update(generator)
     discriminator.requires_grad_(True)
     d_fake = torch.sigmoid(logits_fake.detach()).mean()
 
@@ -157,6 +206,8 @@ def toy_step(nets: ToyNets, real: torch.Tensor, latent: torch.Tensor, t: int, co
     loss_d_total = loss_d + gamma / 2 * omega
     if config.loss == "wgan-gp":
         loss_d_total = loss_d_total + config.gp_weight * wgan_gradient_penalty(discriminator, x_real, x_fake)
+    if nets.history_d is not None:
+        loss_d_total = loss_d_total + config.historical_averaging * nets.history_d.penalty(discriminator)
     nets.opt_d.zero_grad(set_to_none=True)
     loss_d_total.backward()
     nets.opt_d.step()
@@ -164,6 +215,8 @@ def toy_step(nets: ToyNets, real: torch.Tensor, latent: torch.Tensor, t: int, co
         with torch.no_grad():
             for parameter in discriminator.parameters():
                 parameter.clamp_(-config.clip, config.clip)
+    if nets.history_d is not None:
+        nets.history_d.update(discriminator)
 
     values = torch.stack([loss_g.detach(), loss_d.detach(), omega.detach(), torch.sigmoid(logits_real.detach()).mean(),
                           d_fake, torch.sigmoid(logits_fake.detach()).mean()]).tolist()

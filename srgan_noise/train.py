@@ -324,9 +324,11 @@ def _train(config: TrainConfig, resume: bool, world: World, device: torch.device
     step = 0
     if checkpoint is not None:
         nets.generator.load_state_dict(checkpoint["generator"])
-        nets.discriminator.load_state_dict(checkpoint["discriminator"])
-        for name in ("opt_pretrain", "opt_g", "opt_d", "history_g", "history_d"):
-            if getattr(nets, name) is not None:
+        # The GAN phase's state may be absent from a checkpoint written in
+        # pre-training (srgan compare starts each schedule from one so): it
+        # then starts as built, D from the same seeded initialisation.
+        for name in ("discriminator", "opt_pretrain", "opt_g", "opt_d", "history_g", "history_d"):
+            if getattr(nets, name) is not None and name in checkpoint:
                 getattr(nets, name).load_state_dict(checkpoint[name])
         torch.set_rng_state(checkpoint["rng"]["torch"])
         data_rng.set_state(checkpoint["rng"]["data"])

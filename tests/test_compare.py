@@ -9,6 +9,7 @@ from srgan_noise.checkpoint import load_checkpoint, save_checkpoint
 from srgan_noise.cli import app
 from srgan_noise.compare import (
     PLAIN, SCHEDULES, CompareConfig, compare, d_figures, run_or_reuse, schedule_config, sr_figures, summarise,
+    toy_schedule_config,
 )
 from srgan_noise.config import preset
 from srgan_noise.errors import UserError
@@ -41,11 +42,30 @@ def window(step, d_real, d_fake, d_fake_next, **values):
 @pytest.mark.parametrize("name", list(SCHEDULES))
 def test_every_schedule_builds_sr_and_toy_configs(name):
     sr = schedule_config(TrainConfig(model=preset("tiny")), name)
-    toy = dataclasses.replace(ToyConfig(), **{**PLAIN, **SCHEDULES[name]})
+    toy = toy_schedule_config(ToyConfig(), name)
     for config in (sr, toy):
         assert (config.sigma(0) > 0) == ("noise" in name)
-        assert (config.gamma(0) > 0) == ("roth" in name)
+        assert (config.gamma(0) > 0) == (name.startswith("roth") or name in ("r1", "r2"))
         assert config.label_smoothing == (name == "label-smoothing")
+    assert sr.model.d_spectral_norm == toy.d_spectral_norm == (name == "spectral-norm")
+    assert sr.model.d_minibatch_kernels == toy.d_minibatch_kernels
+    assert (sr.model.d_minibatch_kernels > 0) == (name == "minibatch-discrimination")
+    assert sr.model.d_batch_norm == (name != "wgan-gp")
+    assert SCHEDULES[name].get("model", {}) == {"wgan-gp": {"d_batch_norm": False}, "spectral-norm": {
+        "d_spectral_norm": True}, "minibatch-discrimination": {"d_minibatch_kernels": 32}}.get(name, {})  # unmutated
+
+
+def test_architecture_schedules_start_from_the_shared_pretraining(tmp_path, image_folder):
+    """D's architecture differs from pre-training's: D starts fresh, G from the shared checkpoint."""
+    config = CompareConfig(schedules=("spectral-norm", "wgan-gp", "minibatch-discrimination"), seeds=1,
+                           out=str(tmp_path / "compare"), data=(str(image_folder),), val=str(image_folder), **TINY)
+    markdown, _, _ = compare(config)
+    text = markdown.read_text()
+    for name in config.schedules:
+        assert f"| {name} | 1 |" in text
+        records = read_metrics(tmp_path / "compare" / f"{name}-seed0")
+        assert records[0] == read_metrics(tmp_path / "compare" / "pretrain-seed0")[0]
+        assert all(math.isfinite(r["loss_d"]) for r in records if r["phase"] == "gan")
 
 
 def test_schedule_strengths_per_mode():
@@ -134,8 +154,8 @@ def test_toy_compare_writes_table_and_png(tmp_path):
 
 
 def test_config_rejects_unknown_schedule_and_data_without_val():
-    with pytest.raises(UserError, match="unknown schedule wgan; choose from none, noise-linear"):
-        CompareConfig(schedules=("none", "wgan"))
+    with pytest.raises(UserError, match="unknown schedule wgan-lp; choose from none, noise-linear"):
+        CompareConfig(schedules=("none", "wgan-lp"))
     with pytest.raises(UserError, match="--data needs --val"):
         CompareConfig(data=("images",))
     with pytest.raises(UserError, match="--toy must be one of ring, grid"):

@@ -108,6 +108,32 @@ def test_toy_step_runs_every_loss(loss):
         assert max(p.abs().max().item() for p in nets.discriminator.parameters()) <= config.clip
 
 
+@pytest.mark.parametrize("overrides", [dict(d_spectral_norm=True), dict(d_minibatch_kernels=4),
+                                       dict(feature_matching="replace"), dict(feature_matching="add"),
+                                       dict(historical_averaging=0.1)])
+def test_toy_step_runs_every_technique(overrides):
+    config = ToyConfig(batch_size=8, width=8, **overrides)
+    nets = build_toy_nets(config)
+    before = [p.detach().clone() for p in nets.discriminator.parameters()]
+    real = sample_mixture("ring", 8, torch.Generator().manual_seed(0))
+    for t in range(2):
+        values = toy_step(nets, real, torch.randn(8, config.latent), t, config)
+        assert all(math.isfinite(v) for v in values.values())
+    assert any(not torch.equal(p, q) for p, q in zip(before, nets.discriminator.parameters()))
+    if config.historical_averaging:
+        assert nets.history_g.count == nets.history_d.count == 2
+
+
+def test_toy_feature_matching_replaces_the_generator_loss():
+    config = ToyConfig(batch_size=8, width=8, feature_matching="replace")
+    nets = build_toy_nets(config)
+    real, latent = sample_mixture("ring", 8, torch.Generator().manual_seed(0)), torch.randn(8, config.latent)
+    with torch.no_grad():
+        expected = (nets.discriminator.forward_features(real)[0].mean(0)
+                    - nets.discriminator.forward_features(nets.generator(latent))[0].mean(0)).pow(2).sum().item()
+    assert toy_step(nets, real, latent, 0, config)["loss_g"] == pytest.approx(expected, rel=1e-5)
+
+
 def test_train_toy_records_and_snapshots(tmp_path):
     config = ToyConfig(mixture="grid", steps=12, batch_size=32, width=16, log_every=5, snapshots=3,
                        snapshot_samples=20, samples=50)
