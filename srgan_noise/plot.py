@@ -36,9 +36,15 @@ def plot_run(run: Path, out: Path | None = None) -> Path:
     out = out or run / "monitor.png"
     has_val = "val_ssim" in records[-1]
     panels = 4 if has_val else 2
-    figure, axes = plt.subplots(panels, 1, figsize=(8, 2.6 * panels), sharex=True)
+    # The D panel spans the GAN phase alone (pre-training would squash it);
+    # the quality panels share the whole run's step axis.
+    figure, axes = plt.subplots(panels, 1, figsize=(8, 2.6 * panels))
+    for axis in axes[2:]:
+        axis.sharex(axes[1])
     draw_d_curves(axes[0], records)
     axes[0].set_title(f"{run.name}: discriminator outputs (GAN phase)")
+    axes[0].set_xlabel("step")
+    axes[0].grid(alpha=0.3)
     steps = [r["step"] for r in records]
     if has_val:
         for axis, key, label in zip(axes[1:], ("val_ssim", "val_mse", "val_psnr"), ("SSIM", "MSE (Y, 0-255)", "PSNR (dB)")):
