@@ -83,7 +83,7 @@ def train(
     historical_averaging: Annotated[float, typer.Option(help="Weight of ||theta - mean of past theta||^2 for both players (0: off).")] = 0.0,
     adv_weight: Annotated[float, typer.Option(help="Weight of the adversarial term.")] = 1e-3,
     d_steps: Annotated[int, typer.Option(help="D updates per G update.")] = 1,
-    steps: Annotated[Optional[int], typer.Option(help="GAN steps [default: 300]; with --resume, a new total.")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="GAN steps [default: 200]; with --resume, a new total.")] = None,
     pretrain_steps: Annotated[Optional[int], typer.Option(help="MSE pre-training steps [default: 300]; with --resume, extends a run still pre-training.")] = None,
     batch_size: Annotated[int, typer.Option(help="Patches per step over all processes; under torchrun each of the N processes takes batch-size/N.")] = 8,
     patch_size: Annotated[int, typer.Option(help="HR patch side (multiple of the scale).")] = 64,
@@ -129,19 +129,18 @@ def train(
             preset, scale=scale, batch_norm=not no_batch_norm, image_skip=image_skip,
             d_batch_norm=loss != "wgan-gp" if d_batch_norm is None else d_batch_norm,
             d_spectral_norm=spectral_norm, d_minibatch_kernels=minibatch_discrimination)
+        # Options left unset (None) take TrainConfig's defaults, the one place they live.
+        unset_or_given = dict(sigma0=sigma0, gamma0=gamma0, gamma_schedule=gamma_schedule, reg_every=reg_every,
+                              clip=clip, gp_weight=gp_weight, steps=steps, pretrain_steps=pretrain_steps)
         config = TrainConfig(
-            out=str(out or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{preset}-x{scale}"), data=tuple(str(folder) for folder in data) if data else None,
-            val=str(val) if val else None, model=model, noise=noise,
-            sigma0=0.1 if sigma0 is None else sigma0, noise_steps=noise_steps, reg=reg,
-            gamma0=2.0 if gamma0 is None else gamma0, gamma_schedule=gamma_schedule or "annealed",
-            reg_every=reg_every or 1, label_smoothing=label_smoothing, loss=loss, adv_weight=adv_weight,
-            clip=0.01 if clip is None else clip, gp_weight=10.0 if gp_weight is None else gp_weight,
-            feature_matching=feature_matching, historical_averaging=historical_averaging,
-            d_steps=d_steps, steps=300 if steps is None else steps,
-            pretrain_steps=300 if pretrain_steps is None else pretrain_steps,
+            out=str(out or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{preset}-x{scale}"),
+            data=tuple(str(folder) for folder in data) if data else None,
+            val=str(val) if val else None, model=model, noise=noise, noise_steps=noise_steps, reg=reg,
+            label_smoothing=label_smoothing, loss=loss, adv_weight=adv_weight,
+            feature_matching=feature_matching, historical_averaging=historical_averaging, d_steps=d_steps,
             batch_size=batch_size, patch_size=patch_size, lr=lr, pretrain_lr=pretrain_lr, log_every=log_every,
             checkpoint_every=checkpoint_every, device=device, amp=amp, sync_batch_norm=sync_batch_norm, seed=seed,
-            progress=progress,
+            progress=progress, **{name: value for name, value in unset_or_given.items() if value is not None},
         )
     if resume is not None and sync_batch_norm:  # a resumed run may take it up, e.g. on moving to torchrun
         config = TrainConfig.from_dict({**config.to_dict(), "sync_batch_norm": True})

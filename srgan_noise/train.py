@@ -58,7 +58,7 @@ class TrainConfig:
     historical_averaging: float = 0.0  # weight of ||theta - mean past theta||^2, both players
     adv_weight: float = 1e-3
     d_steps: int = 1
-    steps: int = 300  # GAN steps
+    steps: int = 200  # GAN steps (with the rest of the defaults: a ~2 minute CPU demo)
     pretrain_steps: int = 300  # MSE steps before the GAN phase
     batch_size: int = 8  # the global batch: patches per step over all processes, split evenly among them
     patch_size: int = 64  # HR patch side
