@@ -86,6 +86,16 @@ def test_minibatch_discrimination_by_hand():
     torch.testing.assert_close(layer(features), expected)
 
 
+def test_minibatch_discrimination_gradcheck():
+    """First and second derivatives (the regularisers' double backward), float64."""
+    from srgan_noise.discriminator import MinibatchDiscrimination
+
+    layer = MinibatchDiscrimination(in_features=3, kernels=2, dim=2).double()
+    features = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(layer, (features,))
+    assert torch.autograd.gradgradcheck(layer, (features,))
+
+
 def test_minibatch_discrimination_sees_the_batch():
     discriminator = Discriminator(preset("tiny", d_minibatch_kernels=4, d_batch_norm=False)).eval()
     x = torch.rand(3, 3, 16, 16)
