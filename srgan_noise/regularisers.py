@@ -75,6 +75,30 @@ def d_penalty(
     raise ValueError(f"unknown regulariser {kind!r}")
 
 
+def d_extra_loss(config, discriminator, x_real: torch.Tensor, x_fake: torch.Tensor,
+                 history: "HistoricalAverage | None") -> torch.Tensor:
+    """The D-loss terms beyond the adversarial loss and the gamma/2 penalty:
+    WGAN-GP's gradient penalty and historical averaging. `config` is a
+    TrainConfig or ToyConfig (loss, gp_weight, historical_averaging)."""
+    extra = x_real.new_zeros(())
+    if config.loss == "wgan-gp":
+        extra = extra + config.gp_weight * wgan_gradient_penalty(discriminator, x_real, x_fake)
+    if history is not None:
+        extra = extra + config.historical_averaging * history.penalty(discriminator)
+    return extra
+
+
+@torch.no_grad()
+def after_d_update(config, discriminator, history: "HistoricalAverage | None") -> None:
+    """After D's optimiser step: WGAN's weight clipping to [-clip, clip], then
+    the historical average's new snapshot."""
+    if config.loss == "wgan":
+        for parameter in discriminator.parameters():
+            parameter.clamp_(-config.clip, config.clip)
+    if history is not None:
+        history.update(discriminator)
+
+
 class HistoricalAverage:
     """Online mean of a module's parameter snapshots (Salimans et al. 2016).
 

@@ -21,7 +21,7 @@ from srgan_noise.errors import UserError
 from srgan_noise.discriminator import MinibatchDiscrimination
 from srgan_noise.losses import LOSSES, d_loss, feature_matching, g_loss
 from srgan_noise.monitor import WindowMeans
-from srgan_noise.regularisers import HistoricalAverage, add_instance_noise, d_penalty, wgan_gradient_penalty
+from srgan_noise.regularisers import HistoricalAverage, add_instance_noise, after_d_update, d_extra_loss, d_penalty
 from srgan_noise.schedules import noise_sigma, reg_gamma
 
 MIXTURES = ("ring", "grid")
@@ -203,20 +203,11 @@ def toy_step(nets: ToyNets, real: torch.Tensor, latent: torch.Tensor, t: int, co
     logits_fake = discriminator(x_fake).squeeze(1)
     loss_d = d_loss(config.loss, logits_real, logits_fake, real_target)
     omega = d_penalty(config.reg, logits_real, x_real, logits_fake, x_fake) if gamma > 0 else loss_d.new_zeros(())
-    loss_d_total = loss_d + gamma / 2 * omega
-    if config.loss == "wgan-gp":
-        loss_d_total = loss_d_total + config.gp_weight * wgan_gradient_penalty(discriminator, x_real, x_fake)
-    if nets.history_d is not None:
-        loss_d_total = loss_d_total + config.historical_averaging * nets.history_d.penalty(discriminator)
+    loss_d_total = loss_d + gamma / 2 * omega + d_extra_loss(config, discriminator, x_real, x_fake, nets.history_d)
     nets.opt_d.zero_grad(set_to_none=True)
     loss_d_total.backward()
     nets.opt_d.step()
-    if config.loss == "wgan":
-        with torch.no_grad():
-            for parameter in discriminator.parameters():
-                parameter.clamp_(-config.clip, config.clip)
-    if nets.history_d is not None:
-        nets.history_d.update(discriminator)
+    after_d_update(config, discriminator, nets.history_d)
 
     values = torch.stack([loss_g.detach(), loss_d.detach(), omega.detach(), torch.sigmoid(logits_real.detach()).mean(),
                           d_fake, torch.sigmoid(logits_fake.detach()).mean()]).tolist()

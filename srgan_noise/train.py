@@ -25,7 +25,7 @@ from srgan_noise.generator import Generator
 from srgan_noise.losses import LOSSES, d_loss, feature_matching, g_loss
 from srgan_noise.metrics import y_metrics
 from srgan_noise.monitor import MetricsLog, WindowMeans, first_non_finite
-from srgan_noise.regularisers import HistoricalAverage, add_instance_noise, d_penalty, wgan_gradient_penalty
+from srgan_noise.regularisers import HistoricalAverage, add_instance_noise, after_d_update, d_extra_loss, d_penalty
 from srgan_noise.schedules import noise_sigma, reg_gamma
 from srgan_noise.weights import save_generator
 
@@ -207,21 +207,13 @@ def gan_step(
         loss_d = d_loss(config.loss, logits_real, logits_fake, real_target)
         penalty = (d_penalty(config.reg, logits_real, x_real, logits_fake, x_fake) if regularise
                    else loss_d.new_zeros(()))
-        loss_d_total = loss_d + config.reg_every * gamma / 2 * penalty
-        if config.loss == "wgan-gp":
-            with autocast():
-                loss_d_total = loss_d_total + config.gp_weight * wgan_gradient_penalty(discriminator, x_real, x_fake)
-        if nets.history_d is not None:
-            loss_d_total = loss_d_total + config.historical_averaging * nets.history_d.penalty(discriminator)
+        with autocast():  # WGAN-GP's penalty and historical averaging, when on
+            extra = d_extra_loss(config, discriminator, x_real, x_fake, nets.history_d)
+        loss_d_total = loss_d + config.reg_every * gamma / 2 * penalty + extra
         nets.opt_d.zero_grad(set_to_none=True)
         loss_d_total.backward()
         nets.opt_d.step()
-        if config.loss == "wgan":
-            with torch.no_grad():
-                for parameter in discriminator.parameters():
-                    parameter.clamp_(-config.clip, config.clip)
-        if nets.history_d is not None:
-            nets.history_d.update(discriminator)
+        after_d_update(config, discriminator, nets.history_d)  # WGAN clipping, historical average
         if k == 0:
             first = (loss_d.detach(), penalty.detach(), torch.sigmoid(logits_real.detach()).mean(),
                      torch.sigmoid(logits_fake.detach()).mean(), regularise)
