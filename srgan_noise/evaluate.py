@@ -171,8 +171,6 @@ def evaluate(config: EvalConfig, on_image: ImageDone | None = None) -> EvalResul
         if generator.config.scale != config.scale:
             raise UserError(f"--scale {config.scale} does not match {weights}, a x{generator.config.scale} "
                             f"generator; use --scale {generator.config.scale}")
-        # Mode flag, set once: NHWC convolutions, matching the channels_last input of super_resolve.
-        generator = generator.to(memory_format=torch.channels_last)
     images = [(path.name, load_rgb(path)) for path in paths]
     result = evaluate_images(images, config.scale, generator, config.bicubic, on_image)
     result = replace(result, weights=str(weights) if weights is not None else None)

@@ -209,11 +209,8 @@ def upscale_files(config: UpscaleConfig, console: Console | None = None) -> Upsc
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
     weights = Path(config.weights) if config.weights else shipped_weights(config.model)
-    generator = load_generator(weights, device)
-    if not all(bool(torch.isfinite(value).all()) for value in generator.state_dict().values()):
-        raise UserError(f"{weights}: the weights contain inf or NaN values")
-    # Mode flags, set once: NHWC convolutions (tensor cores on CUDA); cuDNN tunes the few window shapes.
-    generator = generator.to(memory_format=torch.channels_last)
+    generator = load_generator(weights, device)  # eval, channels_last, finite weights checked
+    # Mode flag, set once: cuDNN tunes the few window shapes.
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     radius = receptive_radius(generator.config)
