@@ -27,3 +27,9 @@ def atomic_path(path: Path, suffix: str = ".tmp") -> Iterator[str]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """`text` (UTF-8) to `path` through atomic_path."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")

@@ -5,6 +5,7 @@ Markdown/CSV table and a PNG of the discriminator curves and quality metrics."""
 from __future__ import annotations
 
 import csv
+import io
 import dataclasses
 import json
 import math
@@ -16,6 +17,7 @@ from typing import Any, Callable
 
 import torch
 
+from srgan_noise.atomic import atomic_path, write_text_atomic
 from srgan_noise.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from srgan_noise.config import preset
 from srgan_noise.errors import UserError
@@ -263,23 +265,23 @@ def format_cell(value: tuple[float, float] | None, spec: str) -> str:
 def write_tables(rows: list[dict[str, Any]], columns: list[Column], stem: Path, notes: str) -> list[Path]:
     """stem.md (mean ± std cells, then the notes) and stem.csv (<key>_mean,
     <key>_std columns; empty where a row has no such figure)."""
-    stem.parent.mkdir(parents=True, exist_ok=True)
     lines = ["| schedule | seeds | " + " | ".join(header for _, header, _ in columns) + " |",
              "|---|---:|" + "---:|" * len(columns)]
     for row in rows:
         cells = [format_cell(row.get(key), spec) for key, _, spec in columns]
         lines.append(f"| {row['schedule']} | {row['seeds']} | " + " | ".join(cells) + " |")
     markdown = stem.with_suffix(".md")
-    markdown.write_text("\n".join(lines) + "\n\n" + notes + "\n")
+    write_text_atomic(markdown, "\n".join(lines) + "\n\n" + notes + "\n")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["schedule", "seeds"] + [f"{key}_{part}" for key, _, _ in columns for part in ("mean", "std")])
+    for row in rows:
+        cells = []
+        for key, _, _ in columns:
+            cells += ["", ""] if key not in row else ["" if math.isnan(v) else f"{v:.6g}" for v in row[key]]
+        writer.writerow([row["schedule"], row["seeds"], *cells])
     table = stem.with_suffix(".csv")
-    with table.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["schedule", "seeds"] + [f"{key}_{part}" for key, _, _ in columns for part in ("mean", "std")])
-        for row in rows:
-            cells = []
-            for key, _, _ in columns:
-                cells += ["", ""] if key not in row else ["" if math.isnan(v) else f"{v:.6g}" for v in row[key]]
-            writer.writerow([row["schedule"], row["seeds"], *cells])
+    write_text_atomic(table, buffer.getvalue())
     return [markdown, table]
 
 
@@ -322,8 +324,8 @@ def plot_sr(runs: dict[str, list[list[dict[str, Any]]]], path: Path) -> Path:
         axis.grid(alpha=0.3)
         axis.legend(fontsize="small")
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
+    with atomic_path(path, suffix=path.suffix) as tmp:
+        figure.savefig(tmp, dpi=100)
     plt.close(figure)
     return path
 
@@ -378,8 +380,8 @@ def toy_run_or_reuse(config: ToyConfig, path: Path) -> ToyRun:
             snapshots = {int(step): torch.tensor(points) for step, points in saved["snapshots"].items()}
             return ToyRun(saved["records"], snapshots, torch.tensor(saved["samples"]))
     run = train_toy(config)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"config": config.to_dict(), "records": run.records,
+    # Atomic: a half-written file from an interrupted compare would not parse when reused.
+    write_text_atomic(path, json.dumps({"config": config.to_dict(), "records": run.records,
                                 "snapshots": {step: points.tolist() for step, points in run.snapshots.items()},
                                 "samples": run.samples.tolist()}))
     return run

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from rich.table import Table
 
-from srgan_noise.atomic import atomic_path
+from srgan_noise.atomic import write_text_atomic
 from srgan_noise.data import mod_crop
 from srgan_noise.errors import UserError
 from srgan_noise.generator import Generator
@@ -225,7 +225,6 @@ def write_results(result: EvalResult, folder: Path) -> tuple[Path, Path]:
 def _write_text_atomic(path: Path, text: str) -> None:
     """Through a temporary file in the same folder, then a rename: never half a file."""
     try:
-        with atomic_path(path) as tmp:
-            Path(tmp).write_text(text, encoding="utf-8")
+        write_text_atomic(path, text)
     except OSError as error:
         raise UserError(f"{path.parent}: cannot write results there ({error.strerror or error})") from None

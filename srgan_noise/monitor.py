@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+
+from srgan_noise.atomic import write_text_atomic
 
 METRICS_NAME = "metrics.jsonl"
 
@@ -56,9 +57,7 @@ class MetricsLog:
         self.path = run / METRICS_NAME
         if resume_step is not None and self.path.is_file():
             kept = [r for r in read_metrics(run) if r["step"] <= resume_step]
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-            os.replace(tmp, self.path)
+            write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
         self.writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter

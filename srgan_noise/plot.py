@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from srgan_noise.atomic import atomic_path
 from srgan_noise.errors import UserError
 from srgan_noise.monitor import read_metrics
 
@@ -60,7 +61,7 @@ def plot_run(run: Path, out: Path | None = None) -> Path:
         axis.grid(alpha=0.3)
     axes[-1].set_xlabel("step (dotted: end of MSE pre-training)" if pretrain_end else "step")
     figure.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=110)
+    with atomic_path(out, suffix=out.suffix) as tmp:
+        figure.savefig(tmp, dpi=110)
     plt.close(figure)
     return out

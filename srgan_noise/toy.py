@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from srgan_noise.errors import UserError
+from srgan_noise.atomic import atomic_path
 from srgan_noise.discriminator import MinibatchDiscrimination
 from srgan_noise.losses import LOSSES, d_loss, feature_matching, g_loss
 from srgan_noise.monitor import WindowMeans
@@ -330,7 +331,7 @@ def plot_snapshots(runs: dict[str, ToyRun], mixture: str, path: Path) -> Path:
             if column == 0:
                 axis.set_ylabel(name, fontsize="small")
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
+    with atomic_path(path, suffix=path.suffix) as tmp:
+        figure.savefig(tmp, dpi=100)
     plt.close(figure)
     return path
