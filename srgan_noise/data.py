@@ -69,7 +69,7 @@ class PatchSampler:
     def __init__(self, images: list[torch.Tensor], patch_size: int, scale: int, source: str) -> None:
         if patch_size % scale != 0:
             raise UserError(f"patch size {patch_size} is not a multiple of the scale {scale}")
-        too_small = [i for i, image in enumerate(images) if min(image.shape[-2:]) < patch_size]
+        too_small = {i for i, image in enumerate(images) if min(image.shape[-2:]) < patch_size}
         if len(too_small) == len(images):
             smallest = min(min(image.shape[-2:]) for image in images)
             raise UserError(
@@ -77,7 +77,7 @@ class PatchSampler:
             )
         if too_small:
             warnings.warn(f"{source}: {len(too_small)} images smaller than the patch are not used", stacklevel=2)
-        self.images = [image for i, image in enumerate(images) if i not in set(too_small)]
+        self.images = [image for i, image in enumerate(images) if i not in too_small]
         self.patch_size = patch_size
         self.scale = scale
 

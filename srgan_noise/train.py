@@ -327,6 +327,7 @@ def _train(config: TrainConfig, resume: bool, world: World, device: torch.device
         if "cuda" in checkpoint["rng"] and device.type == "cuda":
             torch.cuda.set_rng_state(checkpoint["rng"]["cuda"], device)
         step = checkpoint["step"]
+        del checkpoint  # the states are copied in; don't hold a second copy (hundreds of MB) all run
     if world.rank > 0:  # its own noise; rank 0 keeps the one-process stream, the one checkpoints hold
         torch.manual_seed(rank_seed(config.seed, world.rank, step))
     # The steps call nets' modules, DDP-wrapped under torchrun; checkpoints,
