@@ -104,8 +104,17 @@ def process_group(world: World, device: torch.device) -> Iterator[None]:
                             device_id=device if device.type == "cuda" else None)
     try:
         yield
-    finally:
-        dist.destroy_process_group()
+    except BaseException:
+        dist.destroy_process_group()  # no barrier: the other ranks may never reach theirs
+        raise
+    # Gloo's worker threads drop a finished collective's tensors a moment after
+    # the caller has its result, and a tensor made in Python needs the GIL for
+    # that. A worker asking for it once the interpreter is shutting down aborts
+    # the process ("terminate called without an active exception": about one
+    # CPU torchrun run in 20 before this barrier). The barrier waits with the
+    # GIL released, so the workers are done before any rank leaves.
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 class DistributedModule(DistributedDataParallel):
