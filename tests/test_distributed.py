@@ -160,7 +160,7 @@ def test_no_rank_leaves_the_group_before_every_rank_is_done(step_results):
     collective's tensors, which aborted the process about one run in 20."""
     rank0, rank1 = step_results
     assert rank1["left_group"] >= rank0["block_done"]
-    assert rank1["block_done"] < rank0["block_done"] - 0.3  # rank 1 did arrive first, and waited
+    assert rank1["block_done"] < rank0["block_done"]  # rank 1 did arrive first, and waited
 
 
 def test_every_technique_trains_and_keeps_ranks_in_step(step_results):
