@@ -20,7 +20,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -153,14 +152,6 @@ def test_double_backward_gradients_match_one_process(step_results):
         assert set(results["gradients"]) == {"roth", "r1", "r2", "wgan-gp"}
         for name, difference in results["gradients"].items():
             assert difference < TOLERANCE, (name, difference)
-
-
-def test_no_rank_leaves_the_group_before_every_rank_is_done(step_results):
-    """A rank that left early could exit while gloo's threads still release its last
-    collective's tensors, which aborted the process about one run in 20."""
-    rank0, rank1 = step_results
-    assert rank1["left_group"] >= rank0["block_done"]
-    assert rank1["block_done"] < rank0["block_done"]  # rank 1 did arrive first, and waited
 
 
 def test_every_technique_trains_and_keeps_ranks_in_step(step_results):
@@ -337,10 +328,6 @@ def _worker(out: Path) -> None:
     world = world_from_environment()
     with process_group(world, torch.device("cpu")):
         results = {"gradients": _gradient_differences(world), "techniques": _technique_checks(world)}
-        if world.is_main:
-            time.sleep(0.5)  # rank 0 lingers in the block (as it does writing checkpoints)
-        results["block_done"] = time.time()
-    results["left_group"] = time.time()
     (out / f"rank{world.rank}.json").write_text(json.dumps(results, indent=1))
 
 
