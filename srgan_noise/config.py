@@ -10,6 +10,9 @@ from typing import Any
 from srgan_noise.errors import UserError
 
 
+PROJECTIONS = ("none", "affine")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     scale: int = 4
@@ -20,6 +23,9 @@ class ModelConfig:
     # residual (BasicSR's MSRResNet): pre-training passes bicubic in a few
     # hundred steps instead of thousands. False is Ledig et al.'s original.
     image_skip: bool = True
+    # none | affine: end with the affine projection (Sønderby et al. 2016) onto the
+    # images whose downscaling is exactly the input (projection.py).
+    projection: str = "none"
     d_channels: int = 64  # discriminator's first width (doubles up to 8x)
     d_batch_norm: bool = True
     d_dense: int = 1024  # discriminator's dense head width
@@ -30,6 +36,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.scale not in (2, 4, 8):
             raise UserError(f"scale must be 2, 4 or 8, got {self.scale}")
+        if self.projection not in PROJECTIONS:
+            raise UserError(f"projection must be one of {', '.join(PROJECTIONS)}, got {self.projection!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

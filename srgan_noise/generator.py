@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from srgan_noise.config import ModelConfig
+from srgan_noise.projection import affine_projection
 
 
 class ResidualBlock(nn.Module):
@@ -31,7 +32,8 @@ class ResidualBlock(nn.Module):
 class Generator(nn.Module):
     """Maps an LR image (B, 3, h, w) in [0, 1] to (B, 3, h*scale, w*scale), unclamped.
 
-    With config.image_skip the output is bicubic(x) + residual."""
+    With config.image_skip the output is bicubic(x) + residual; with config.projection
+    "affine" it is then projected so that its downscaling is exactly x."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -58,12 +60,16 @@ class Generator(nn.Module):
                 module.weight.data.mul_(0.1)
                 nn.init.zeros_(module.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, project: bool = True) -> torch.Tensor:
+        """project=False skips the projection: tiled inference runs the local part
+        on windows and projects the assembled image (the projection is global)."""
         features = self.conv_first(x)
         features = features + self.conv_body(self.body(features))
         out = self.conv_last(self.upsample(features))
         if self.config.image_skip:
             out = out + F.interpolate(x, scale_factor=self.config.scale, mode="bicubic", align_corners=False)
+        if project and self.config.projection == "affine":
+            out = affine_projection(out, x, self.config.scale)
         return out
 
 
@@ -74,7 +80,8 @@ def receptive_radius(config: ModelConfig) -> int:
     untiled output: head 9x9 (4), two 3x3 per block (2), body conv (1), each
     upsampling conv at its LR-equivalent resolution (1, 1/2, 1/4 -> ceil), tail
     9x9 at HR resolution (4/scale, ceil). The image skip's bicubic reaches
-    2 LR pixels, well inside that."""
+    2 LR pixels, well inside that. The affine projection is not local and not
+    counted: tiled inference applies it to the assembled output."""
     radius = 4 + 2 * config.blocks + 1
     stages = int(math.log2(config.scale))
     radius += sum(math.ceil(1 / 2**i) for i in range(stages))

@@ -26,6 +26,7 @@ from srgan_noise.errors import UserError
 from srgan_noise.generator import Generator, receptive_radius
 from srgan_noise.image_planes import DEFAULT_MAX_PIXELS, FORMATS, ImagePlanes, read_planes, write_planes
 from srgan_noise.images import is_image_path
+from srgan_noise.projection import project_in_place
 from srgan_noise.tiles import plan_tiles, tile_batches
 from srgan_noise.train import resolve_device
 from srgan_noise.weights import load_generator, shipped_weights
@@ -76,7 +77,8 @@ def upscale(generator: Generator, image: torch.Tensor, tile: int = 256, overlap:
 
     The generator (eval mode, on its device) sees windows of at most
     (tile + 2*overlap)^2 LR pixels, `batch_tiles` at a time, in channels_last.
-    With `overlap` None (the receptive radius) the output equals generator(image[None])[0].
+    With `overlap` None (the receptive radius) the output equals generator(image[None])[0];
+    an affine projection runs once, on the assembled output (it is global along each axis).
     `precision` fp16/bf16 autocasts; a batch whose output is not finite is redone in fp32.
     Errors propagate (torch.cuda.OutOfMemoryError included; see upscale_fitting_memory)."""
     if image.ndim != 3 or image.shape[0] != 3 or 0 in image.shape:
@@ -115,6 +117,8 @@ def upscale(generator: Generator, image: torch.Tensor, tile: int = 256, overlap:
             done += len(batch)
             if progress is not None:
                 progress(done, len(tiles))
+    if generator.config.projection == "affine":  # global along each axis: on the assembled output, exactly
+        project_in_place(output, image.float().cpu(), scale)
     if redone:
         warnings.warn(f"{precision} output was not finite in {redone} of {len(batches)} tile batches; "
                       "those were recomputed in fp32")
@@ -127,10 +131,10 @@ def forward_finite(generator: Generator, windows: torch.Tensor, precision: str) 
     Returns the output and whether it was recomputed."""
     if precision != "fp32":
         with torch.autocast(windows.device.type, dtype=AUTOCAST_DTYPES[precision]):
-            output = generator(windows)
+            output = generator(windows, project=False)
         if bool(torch.isfinite(output).all()):  # a sync point; the price of never writing black tiles
             return output, False
-    output = generator(windows)
+    output = generator(windows, project=False)
     if not bool(torch.isfinite(output).all()):
         raise FloatingPointError("the generator's output is not finite even in fp32 (non-finite input or weights)")
     return output, precision != "fp32"

@@ -60,11 +60,11 @@ class Flaky(torch.nn.Module):
         self.budget, self.nan_under_autocast, self.nan_always = budget, nan_under_autocast, nan_always
         self.batch_shapes = []
 
-    def forward(self, windows):
+    def forward(self, windows, project=True):
         self.batch_shapes.append(tuple(windows.shape))
         if self.budget is not None and windows.shape[0] * windows.shape[2] * windows.shape[3] > self.budget:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate (injected)")
-        output = self.generator(windows)
+        output = self.generator(windows, project=project)
         if self.nan_always or (self.nan_under_autocast and torch.is_autocast_enabled(windows.device.type)):
             output = output * float("nan")
         return output
