@@ -65,6 +65,7 @@ def train(
     preset: Annotated[str, typer.Option(help="tiny | small | srresnet (16 blocks x 64).")] = "small",
     no_batch_norm: Annotated[bool, typer.Option("--no-batch-norm", help="Generator without BN.")] = False,
     image_skip: Annotated[bool, typer.Option(help="Add the bicubic-upsampled input to G's output (off: Ledig's original).")] = True,
+    projection: Annotated[str, typer.Option(help="none | affine: project G's output onto the images whose bicubic downscaling is exactly the input (Sonderby et al. 2016); saved with the weights, so upscale and eval apply it.")] = "none",
     noise: Annotated[str, typer.Option(help="Instance noise: none | constant | linear (sigma0 -> 0).")] = "linear",
     sigma0: Annotated[Optional[float], typer.Option(help="Noise std in [0,1] intensity units [default: 0.1].")] = None,
     noise_steps: Annotated[Optional[int], typer.Option(help="Step where linear noise reaches 0 [default: --steps].")] = None,
@@ -81,6 +82,8 @@ def train(
     d_batch_norm: Annotated[Optional[bool], typer.Option("--d-batch-norm/--no-d-batch-norm", help="BN in D [default: on, off for wgan-gp].")] = None,
     feature_matching: Annotated[str, typer.Option(help="none | replace | add: ||mean f(real) - mean f(fake)||^2 on D's last conv features as G's adversarial term.")] = "none",
     historical_averaging: Annotated[float, typer.Option(help="Weight of ||theta - mean of past theta||^2 for both players (0: off).")] = 0.0,
+    content: Annotated[str, typer.Option(help="G's content term in the GAN phase: mse | l1 | vgg (Ledig's VGG54, needs --vgg-weights) | none (adversarial alone; use with --projection affine). Pre-training is MSE.")] = "mse",
+    vgg_weights: Annotated[Optional[Path], typer.Option(help="--content vgg: torchvision VGG19 ImageNet weights, a state dict (.pth) or .safetensors (nothing is downloaded).")] = None,
     adv_weight: Annotated[float, typer.Option(help="Weight of the adversarial term.")] = 1e-3,
     d_steps: Annotated[int, typer.Option(help="D updates per G update.")] = 1,
     steps: Annotated[Optional[int], typer.Option(help="GAN steps [default: 200]; with --resume, a new total.")] = None,
@@ -126,7 +129,7 @@ def train(
         if loss != "wgan-gp":
             _reject_unused("without --loss wgan-gp", gp_weight=gp_weight)
         model = make_preset(
-            preset, scale=scale, batch_norm=not no_batch_norm, image_skip=image_skip,
+            preset, scale=scale, batch_norm=not no_batch_norm, image_skip=image_skip, projection=projection,
             d_batch_norm=loss != "wgan-gp" if d_batch_norm is None else d_batch_norm,
             d_spectral_norm=spectral_norm, d_minibatch_kernels=minibatch_discrimination)
         # Options left unset (None) take TrainConfig's defaults, the one place they live.
@@ -136,7 +139,8 @@ def train(
             out=str(out or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{preset}-x{scale}"),
             data=tuple(str(folder) for folder in data) if data else None,
             val=str(val) if val else None, model=model, noise=noise, noise_steps=noise_steps, reg=reg,
-            label_smoothing=label_smoothing, loss=loss, adv_weight=adv_weight,
+            label_smoothing=label_smoothing, loss=loss, content=content,
+            vgg_weights=str(vgg_weights) if vgg_weights else None, adv_weight=adv_weight,
             feature_matching=feature_matching, historical_averaging=historical_averaging, d_steps=d_steps,
             batch_size=batch_size, patch_size=patch_size, lr=lr, pretrain_lr=pretrain_lr, log_every=log_every,
             checkpoint_every=checkpoint_every, device=device, amp=amp, sync_batch_norm=sync_batch_norm, seed=seed,
@@ -162,7 +166,7 @@ def plot(
     run: Annotated[Path, typer.Argument(help="A run folder written by srgan train.")],
     out: Annotated[Optional[Path], typer.Option(help="PNG to write [default: RUN/monitor.png].")] = None,
 ) -> None:
-    """Plot D(real) blue, D(fake) red, D_t(G_{t+1}) orange, then validation SSIM, MSE, PSNR."""
+    """Plot D(real) blue, D(fake) red, D_t(G_{t+1}) orange, then validation SSIM, MSE, PSNR and high-band ratio."""
     from srgan_noise.plot import plot_run
 
     console.print(f"wrote {plot_run(run, out)}", highlight=False)
@@ -263,23 +267,29 @@ def eval_(
     model: Model = "gan",
     scale: Annotated[int, typer.Option(help="Must match the generator's scale.")] = 4,
     bicubic: Annotated[bool, typer.Option("--bicubic", help="Also score the bicubic baseline (PIL bicubic down and up).")] = False,
+    critic: Annotated[bool, typer.Option("--critic", help="Also run the critic two-sample test per method: a fresh small discriminator learns to tell HR from SR patches; its held-out accuracy (0.5: indistinguishable). About 20 s a method on a CPU.")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Folder to write results.csv and results.json [default: print only].")] = None,
     device: Device = "auto",
 ) -> None:
     """Benchmark on a folder of HR images: crop to a multiple of the scale, PIL bicubic LR, super-resolve, then
-    PSNR and SSIM (11x11 Gaussian, sigma 1.5) on the BT.601 Y channel with a `scale` px border cropped."""
+    PSNR, SSIM (11x11 Gaussian, sigma 1.5) and the high-band power ratio (SR's power above the LR Nyquist over HR's;
+    1.0: as much fine detail as the real image) on the BT.601 Y channel with a `scale` px border cropped."""
+    from rich.measure import Measurement
     from rich.progress import Progress
 
     from srgan_noise.evaluate import EvalConfig, evaluate, results_table
 
     config = EvalConfig(data=str(data), weights=str(weights) if weights else None, model=model, scale=scale, bicubic=bicubic,
-                        out=str(out) if out else None, device=device)
+                        critic=critic, out=str(out) if out else None, device=device)
     with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("images", total=None)
         result = evaluate(config, on_image=lambda name: progress.advance(task))
     if result.weights is None:
         console.print("note: no --weights and no shipped weights: bicubic baseline only", highlight=False)
-    Console().print(results_table(result))
+    table, stdout = results_table(result), Console()
+    # Never cut a figure to fit the terminal (or a pipe's 80 columns): widen instead.
+    needed = Measurement.get(stdout, stdout.options.update(width=1000), table).maximum
+    Console(width=max(stdout.width, needed)).print(table)
     if out is not None:
         console.print(f"wrote {out / 'results.csv'}, {out / 'results.json'}", highlight=False, soft_wrap=True)
 

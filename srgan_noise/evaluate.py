@@ -3,7 +3,8 @@
 Each HR image is cropped to a multiple of the scale (top-left kept), the LR input
 is made with PIL bicubic (antialiased), the generator super-resolves it, and the
 result is compared with the HR image on the ITU-R BT.601 luma, `scale` pixels
-cropped from each border (PSNR; SSIM with an 11x11 Gaussian window, sigma 1.5).
+cropped from each border (PSNR; SSIM with an 11x11 Gaussian window, sigma 1.5;
+the high-band power ratio; optionally the critic two-sample test, realism.py).
 The bicubic baseline is PIL bicubic down and up, which reproduces the published
 Set5 x4 figure (28.42 dB / 0.8104, Ledig et al. 2017, Table 2) to 0.01 dB."""
 
@@ -26,13 +27,14 @@ from srgan_noise.data import mod_crop
 from srgan_noise.errors import UserError
 from srgan_noise.generator import Generator
 from srgan_noise.images import list_images, load_rgb, pil_to_tensor
-from srgan_noise.metrics import y_metrics
+from srgan_noise.metrics import quantize, y_metrics
+from srgan_noise.realism import critic_accuracy, high_band_ratio
 from srgan_noise.train import resolve_device
 from srgan_noise.upscale import upscale_fitting_memory
 from srgan_noise.weights import load_generator, shipped_weights
 
 SSIM_WINDOW = 11  # the Gaussian window of metrics.y_metrics; images need this much left after the border crop
-CSV_COLUMNS = ("method", "image", "height", "width", "psnr", "ssim")
+CSV_COLUMNS = ("method", "image", "height", "width", "psnr", "ssim", "hf_ratio")
 MODEL, BICUBIC = "model", "bicubic"  # the two method names in rows, tables and files
 
 ImageDone = Callable[[str], None]  # called with each image's name once it is scored
@@ -45,6 +47,7 @@ class EvalConfig:
     model: str = "gan"  # gan | psnr: which shipped weights, when `weights` is None
     scale: int = 4  # must match the generator's
     bicubic: bool = False  # also score PIL bicubic upscaling
+    critic: bool = False  # also run the critic two-sample test (trains a small classifier per method)
     out: str | None = None  # folder for results.csv and results.json; None: nothing written
     device: str = "auto"  # auto | cpu | cuda
 
@@ -63,12 +66,15 @@ class ImageScore:
     width: int
     psnr: float  # dB, Y channel
     ssim: float
+    hf_ratio: float  # high-band power ratio, Y channel: 1.0 as much fine detail as the HR image
 
 
 @dataclass(frozen=True)
 class EvalResult:
     rows: tuple[ImageScore, ...]  # per image, model rows first
-    mean: dict[str, dict[str, float]]  # method -> {"psnr": dB, "ssim": ...}, the mean over images
+    # method -> {"psnr": dB, "ssim", "hf_ratio"}: means over images; with the critic
+    # test also "critic" (held-out accuracy over all images' patches) and "critic_se"
+    mean: dict[str, dict[str, float]]
     scale: int
     weights: str | None  # the weights file scored as MODEL, None for bicubic only
 
@@ -102,22 +108,25 @@ def super_resolve(generator: Generator, lr: torch.Tensor) -> torch.Tensor:
     return sr
 
 
-def score(sr: torch.Tensor, hr: torch.Tensor, scale: int) -> tuple[float, float]:
-    """PSNR (dB) and SSIM of (3, H, W) in [0, 1] against the HR image, Y channel,
-    `scale` pixels cropped from each border, both quantised to 8 bits."""
+def score(sr: torch.Tensor, hr: torch.Tensor, scale: int) -> tuple[float, float, float]:
+    """PSNR (dB), SSIM and high-band power ratio of (3, H, W) in [0, 1] against the
+    HR image, Y channel, `scale` pixels cropped from each border, both quantised to 8 bits."""
     metrics = y_metrics(sr[None], hr[None], border=scale)
-    return metrics["psnr"].item(), metrics["ssim"].item()
+    ratio = high_band_ratio(sr[None], hr[None], scale, border=scale)
+    return metrics["psnr"].item(), metrics["ssim"].item(), ratio.item()
 
 
 def evaluate_images(images: list[tuple[str, torch.Tensor]], scale: int, generator: Generator | None = None,
-                    bicubic: bool = False, on_image: ImageDone | None = None) -> EvalResult:
+                    bicubic: bool = False, on_image: ImageDone | None = None, critic: bool = False) -> EvalResult:
     """Score named HR images, each (3, H, W) uint8, with the generator and/or the
-    bicubic baseline. Pure apart from `on_image`; the generator must be in eval mode."""
+    bicubic baseline; with `critic`, also the critic two-sample test per method.
+    Pure apart from `on_image`; the generator must be in eval mode."""
     if generator is None and not bicubic:
         raise ValueError("nothing to evaluate: no generator and bicubic=False")
     if generator is not None and generator.config.scale != scale:
         raise ValueError(f"scale {scale} does not match the generator's x{generator.config.scale}")
     model_rows, bicubic_rows = [], []
+    outputs: dict[str, list[torch.Tensor]] = {MODEL: [], BICUBIC: []}  # 8-bit, as saved, for the critic
     for name, image in images:
         hr = mod_crop(image, scale)
         height, width = hr.shape[-2:]
@@ -128,11 +137,15 @@ def evaluate_images(images: list[tuple[str, torch.Tensor]], scale: int, generato
         lr = bicubic_down(hr, scale)
         hr_float = hr.float().div(255)
         if generator is not None:
-            psnr, ssim = score(super_resolve(generator, lr.float().div(255)), hr_float, scale)
-            model_rows.append(ImageScore(MODEL, name, height, width, psnr, ssim))
+            sr = super_resolve(generator, lr.float().div(255))
+            model_rows.append(ImageScore(MODEL, name, height, width, *score(sr, hr_float, scale)))
+            if critic:
+                outputs[MODEL].append(quantize(sr))
         if bicubic:
-            psnr, ssim = score(bicubic_up(lr, scale).float().div(255), hr_float, scale)
-            bicubic_rows.append(ImageScore(BICUBIC, name, height, width, psnr, ssim))
+            up = bicubic_up(lr, scale).float().div(255)
+            bicubic_rows.append(ImageScore(BICUBIC, name, height, width, *score(up, hr_float, scale)))
+            if critic:
+                outputs[BICUBIC].append(up)
         if on_image is not None:
             on_image(name)
     rows = tuple(model_rows + bicubic_rows)
@@ -142,7 +155,12 @@ def evaluate_images(images: list[tuple[str, torch.Tensor]], scale: int, generato
         if scores:
             # The protocol's mean is over images (of per-image PSNR), not the PSNR of the pooled MSE.
             mean[method] = {"psnr": float(np.mean([row.psnr for row in scores])),
-                            "ssim": float(np.mean([row.ssim for row in scores]))}
+                            "ssim": float(np.mean([row.ssim for row in scores])),
+                            "hf_ratio": float(np.mean([row.hf_ratio for row in scores]))}
+            if critic:
+                hr_images = [mod_crop(image, scale).float().div(255) for _, image in images]
+                test = critic_accuracy(outputs[method], hr_images, border=scale)
+                mean[method].update(critic=test.accuracy, critic_se=test.standard_error)
     return EvalResult(rows, mean, scale, weights=None)
 
 
@@ -172,7 +190,7 @@ def evaluate(config: EvalConfig, on_image: ImageDone | None = None) -> EvalResul
             raise UserError(f"--scale {config.scale} does not match {weights}, a x{generator.config.scale} "
                             f"generator; use --scale {generator.config.scale}")
     images = [(path.name, load_rgb(path)) for path in paths]
-    result = evaluate_images(images, config.scale, generator, config.bicubic, on_image)
+    result = evaluate_images(images, config.scale, generator, config.bicubic, on_image, config.critic)
     result = replace(result, weights=str(weights) if weights is not None else None)
     if config.out is not None:
         write_results(result, Path(config.out))
@@ -188,19 +206,27 @@ def results_table(result: EvalResult) -> Table:
         label = method if method == BICUBIC else Path(result.weights or MODEL).stem
         table.add_column(f"{label}\nPSNR dB", justify="right")
         table.add_column(f"{label}\nSSIM", justify="right")
+        table.add_column(f"{label}\nhigh-band", justify="right")
     scores = {(row.method, row.image): row for row in result.rows}
     images = dict.fromkeys(row.image for row in result.rows)
     for image in images:
         first = next(row for row in result.rows if row.image == image)
         cells = [image, f"{first.width}x{first.height}"]
         for method in result.methods:
-            cells += [f"{scores[method, image].psnr:.2f}", f"{scores[method, image].ssim:.4f}"]
+            row = scores[method, image]
+            cells += [f"{row.psnr:.2f}", f"{row.ssim:.4f}", f"{row.hf_ratio:.3f}"]
         table.add_row(*cells)
     table.add_section()
     cells = [f"mean of {len(images)}", ""]
     for method in result.methods:
-        cells += [f"{result.mean[method]['psnr']:.2f}", f"{result.mean[method]['ssim']:.4f}"]
+        mean = result.mean[method]
+        cells += [f"{mean['psnr']:.2f}", f"{mean['ssim']:.4f}", f"{mean['hf_ratio']:.3f}"]
     table.add_row(*cells, style="bold")
+    if all("critic" in result.mean[method] for method in result.methods):
+        cells = ["critic accuracy", "(0.5: real)"]
+        for method in result.methods:
+            cells += [f"{result.mean[method]['critic']:.3f}", f"± {result.mean[method]['critic_se']:.3f}", ""]
+        table.add_row(*cells, style="bold")
     return table
 
 
@@ -211,9 +237,10 @@ def write_results(result: EvalResult, folder: Path) -> tuple[Path, Path]:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for row in result.rows:
-        writer.writerow([row.method, row.image, row.height, row.width, f"{row.psnr:.4f}", f"{row.ssim:.6f}"])
+        writer.writerow([row.method, row.image, row.height, row.width, f"{row.psnr:.4f}", f"{row.ssim:.6f}",
+                         f"{row.hf_ratio:.4f}"])
     for method, mean in result.mean.items():
-        writer.writerow([method, "mean", "", "", f"{mean['psnr']:.4f}", f"{mean['ssim']:.6f}"])
+        writer.writerow([method, "mean", "", "", f"{mean['psnr']:.4f}", f"{mean['ssim']:.6f}", f"{mean['hf_ratio']:.4f}"])
     document = {"scale": result.scale, "weights": result.weights, "border": result.scale, "channel": "Y (BT.601)",
                 "rows": [asdict(row) for row in result.rows], "mean": result.mean}
     csv_path, json_path = folder / "results.csv", folder / "results.json"

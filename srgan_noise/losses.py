@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 LOSSES = ("non-saturating", "saturating", "lsgan", "hinge", "wgan", "wgan-gp")
+CONTENT_LOSSES = ("mse", "l1", "vgg", "none")
 
 
 def d_loss_bce(logits_real: torch.Tensor, logits_fake: torch.Tensor, real_target: float = 1.0) -> torch.Tensor:
@@ -80,3 +81,17 @@ def g_loss(kind: str, fake: torch.Tensor) -> torch.Tensor:
 def feature_matching(features_real: torch.Tensor, features_fake: torch.Tensor) -> torch.Tensor:
     """Salimans et al. (2016): ||mean_b f(x_real) - mean_b f(G(z))||^2 over (B, F) features."""
     return (features_real.mean(0) - features_fake.mean(0)).pow(2).sum()
+
+
+def content_loss(kind: str, sr: torch.Tensor, hr: torch.Tensor, vgg: torch.nn.Module | None = None) -> torch.Tensor:
+    """G's content term for `kind` (one of CONTENT_LOSSES) on (B, 3, H, W) in [0, 1];
+    vgg is the VGG54 loss module for kind "vgg"; "none" is a zero that keeps the graph."""
+    if kind == "mse":
+        return F.mse_loss(sr, hr)
+    if kind == "l1":
+        return F.l1_loss(sr, hr)
+    if kind == "vgg":
+        return vgg(sr, hr)
+    if kind == "none":
+        return sr.new_zeros(())
+    raise ValueError(f"unknown content loss {kind!r}")

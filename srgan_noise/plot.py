@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,8 @@ def draw_d_curves(axis, records: list[dict[str, Any]]) -> None:
 
 
 def plot_run(run: Path, out: Path | None = None) -> Path:
-    """Write <run>/monitor.png (or `out`): D curves, then validation SSIM, MSE and PSNR."""
+    """Write <run>/monitor.png (or `out`): D curves, then validation SSIM, MSE, PSNR
+    and the high-band power ratio."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -36,7 +38,10 @@ def plot_run(run: Path, out: Path | None = None) -> Path:
         raise UserError(f"{run}: no metrics.jsonl with records to plot")
     out = out or run / "monitor.png"
     has_val = "val_ssim" in records[-1]
-    panels = 4 if has_val else 2
+    quality = [("val_ssim", "SSIM"), ("val_mse", "MSE (Y, 0-255)"), ("val_psnr", "PSNR (dB)")]
+    if "val_hf_ratio" in records[-1]:  # runs from before the ratio existed lack it
+        quality.append(("val_hf_ratio", "high-band ratio"))
+    panels = 1 + len(quality) if has_val else 2
     # The D panel spans the GAN phase alone (pre-training would squash it);
     # the quality panels share the whole run's step axis.
     figure, axes = plt.subplots(panels, 1, figsize=(8, 2.6 * panels))
@@ -48,11 +53,13 @@ def plot_run(run: Path, out: Path | None = None) -> Path:
     axes[0].grid(alpha=0.3)
     steps = [r["step"] for r in records]
     if has_val:
-        for axis, key, label in zip(axes[1:], ("val_ssim", "val_mse", "val_psnr"), ("SSIM", "MSE (Y, 0-255)", "PSNR (dB)")):
-            axis.plot(steps, [r[key] for r in records], color="black")
+        for axis, (key, label) in zip(axes[1:], quality):
+            axis.plot(steps, [r.get(key, math.nan) for r in records], color="black")
             axis.set_ylabel(f"val {label}")
+        if len(quality) == 4:  # 1.0: as much fine detail (above the LR Nyquist) as the real images
+            axes[4].axhline(1.0, color="grey", linewidth=1)
     else:
-        axes[1].plot(steps, [r["loss_content"] for r in records], color="black")
+        axes[1].plot(steps, [r.get("loss_pixel", r["loss_content"]) for r in records], color="black")
         axes[1].set_ylabel("train MSE")
     pretrain_end = max((r["step"] for r in records if r["phase"] == "pretrain"), default=None)
     for axis in axes[1:]:

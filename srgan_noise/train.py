@@ -22,8 +22,10 @@ from srgan_noise.distributed import (World, device_for, from_main, mean_over_ran
                                      rank_slice, replicate)
 from srgan_noise.errors import UserError
 from srgan_noise.generator import Generator
-from srgan_noise.losses import LOSSES, d_loss, feature_matching, g_loss
+from srgan_noise.losses import CONTENT_LOSSES, LOSSES, content_loss, d_loss, feature_matching, g_loss
 from srgan_noise.metrics import y_metrics
+from srgan_noise.perceptual import load_vgg_loss
+from srgan_noise.realism import high_band_ratio
 from srgan_noise.monitor import MetricsLog, WindowMeans, first_non_finite
 from srgan_noise.regularisers import HistoricalAverage, add_instance_noise, after_d_update, d_extra_loss, d_penalty
 from srgan_noise.schedules import noise_sigma, reg_gamma
@@ -56,6 +58,11 @@ class TrainConfig:
     gp_weight: float = 10.0  # wgan-gp: lambda of the gradient penalty
     feature_matching: str = "none"  # none | replace | add: G's adversarial term
     historical_averaging: float = 0.0  # weight of ||theta - mean past theta||^2, both players
+    # G's content term in the GAN phase: mse | l1 | vgg (Ledig et al.'s VGG54, weights
+    # from vgg_weights) | none (the adversarial term alone: Sønderby et al.'s setting,
+    # with model.projection "affine" keeping G consistent with its input).
+    content: str = "mse"
+    vgg_weights: str | None = None  # a torchvision VGG19 state dict (.pth) or .safetensors
     adv_weight: float = 1e-3
     d_steps: int = 1
     steps: int = 200  # GAN steps (with the rest of the defaults: a ~2 minute CPU demo)
@@ -77,7 +84,8 @@ class TrainConfig:
             object.__setattr__(self, "data", (self.data,) if isinstance(self.data, str) else tuple(self.data))
         choices = {"noise": ("none", "constant", "linear"), "reg": ("none", "roth", "r1", "r2"),
                    "gamma_schedule": ("annealed", "constant"), "loss": LOSSES,
-                   "feature_matching": ("none", "replace", "add"), "device": ("auto", "cpu", "cuda")}
+                   "feature_matching": ("none", "replace", "add"), "device": ("auto", "cpu", "cuda"),
+                   "content": CONTENT_LOSSES}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}")
@@ -91,6 +99,12 @@ class TrainConfig:
             raise UserError("--sigma0, --gamma0, --clip, --gp-weight and --historical-averaging must be >= 0")
         if self.label_smoothing and self.loss not in ("non-saturating", "saturating", "lsgan"):
             raise UserError(f"--label-smoothing needs a loss with a real target, not --loss {self.loss}")
+        if (self.content == "vgg") != (self.vgg_weights is not None):
+            raise UserError("--content vgg needs --vgg-weights PATH (a torchvision VGG19 state dict or .safetensors; "
+                            "nothing is downloaded)" if self.content == "vgg" else
+                            f"--vgg-weights has no effect with --content {self.content}")
+        if self.adv_weight < 0 or (self.content == "none" and self.adv_weight == 0 and self.steps > 0):
+            raise UserError("--adv-weight must be >= 0, and > 0 with --content none (nothing would train G)")
         if self.checkpoint_every % self.log_every:
             raise UserError("--checkpoint-every must be a multiple of --log-every")
         if self.patch_size % self.model.scale:
@@ -136,6 +150,7 @@ class Nets:
     opt_d: torch.optim.Optimizer
     history_g: HistoricalAverage | None = None
     history_d: HistoricalAverage | None = None
+    vgg: torch.nn.Module | None = None  # the frozen VGG54 feature extractor of --content vgg
 
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -149,7 +164,7 @@ def pretrain_step(nets: Nets, batch: Batch, autocast: Callable[[], ContextManage
     nets.opt_pretrain.zero_grad(set_to_none=True)
     loss.backward()
     nets.opt_pretrain.step()
-    return {"loss_content": loss.item()}
+    return {"loss_content": loss.item(), "loss_pixel": loss.item()}
 
 
 def gan_step(
@@ -173,7 +188,7 @@ def gan_step(
     with autocast():
         fake = generator(lr)
         features_fake, logits_fake = discriminator.forward_features(add_instance_noise(fake, sigma))
-    loss_content = F.mse_loss(fake.float(), hr)
+    loss_content = content_loss(config.content, fake.float(), hr, nets.vgg)
     loss_adv = g_loss(config.loss, logits_fake.float())
     if config.feature_matching != "none":
         with torch.no_grad(), autocast():
@@ -219,22 +234,25 @@ def gan_step(
                      torch.sigmoid(logits_fake.detach()).mean(), regularise)
 
     loss_d, omega, d_real, d_fake_next, regularised = first
+    loss_pixel = F.mse_loss(fake.detach().float(), hr)  # G_{t+1}'s pixel MSE, logged whatever the content term
     # One device-to-host copy for every figure: this is the step's only sync point.
     values = torch.stack([loss_g.detach(), loss_content.detach(), loss_adv.detach(), loss_d, omega,
-                          d_real, d_fake, d_fake_next]).tolist()
-    names = ("loss_g", "loss_content", "loss_adv", "loss_d", "omega", "d_real", "d_fake", "d_fake_next")
+                          d_real, d_fake, d_fake_next, loss_pixel]).tolist()
+    names = ("loss_g", "loss_content", "loss_adv", "loss_d", "omega", "d_real", "d_fake", "d_fake_next", "loss_pixel")
     return {**dict(zip(names, values)), "sigma": sigma, "gamma": gamma, "omega_computed": float(regularised)}
 
 
 @torch.inference_mode()
 def evaluate(generator: Generator, pairs: list[Batch], scale: int, device: torch.device) -> dict[str, float]:
-    """Mean PSNR, MSE and SSIM on the Y channel over full validation images."""
+    """Mean PSNR, MSE, SSIM and high-band power ratio (realism.py) on the Y
+    channel over full validation images."""
     was_training = generator.training
     generator.eval()
-    totals = {"psnr": 0.0, "mse": 0.0, "ssim": 0.0}
+    totals = {"psnr": 0.0, "mse": 0.0, "ssim": 0.0, "hf_ratio": 0.0}
     for lr, hr in pairs:
         sr = generator(lr.to(device).contiguous(memory_format=torch.channels_last)).float().cpu()
-        for name, value in y_metrics(sr, hr, border=scale).items():
+        figures = {**y_metrics(sr, hr, border=scale), "hf_ratio": high_band_ratio(sr, hr, scale, border=scale)}
+        for name, value in figures.items():
             totals[name] += float(value.mean())
     generator.train(was_training)
     return {f"val_{name}": total / len(pairs) for name, total in totals.items()}
@@ -279,6 +297,7 @@ def build_nets(model: ModelConfig, config: TrainConfig, device: torch.device) ->
         opt_d=gan_optimizer(discriminator.parameters()),
         history_g=HistoricalAverage(generator) if history else None,
         history_d=HistoricalAverage(discriminator) if history else None,
+        vgg=load_vgg_loss(Path(config.vgg_weights)).to(device) if config.content == "vgg" else None,
     )
 
 
@@ -372,7 +391,7 @@ def _train(config: TrainConfig, resume: bool, world: World, device: torch.device
                     continue
 
                 # End of a window: means over steps and ranks, validation, log, maybe checkpoint.
-                seconds = (time.perf_counter() - window_start) / window.counts["loss_content"]
+                seconds = (time.perf_counter() - window_start) / window.counts["loss_pixel"]
                 record = {"step": step, "phase": "gan" if gan else "pretrain",
                           **mean_over_ranks(window.means(), world, device), "seconds_per_step": seconds,
                           "world_size": world.size}
@@ -415,11 +434,11 @@ def _describe_checkpoint(run: Path) -> str:
 
 
 def _summary(record: dict[str, Any]) -> str:
-    parts = [record["phase"], f"mse {record['loss_content']:.4f}"]
+    parts = [record["phase"], f"mse {record['loss_pixel']:.4f}"]
     if record["phase"] == "gan":
         parts += [f"D(real) {record['d_real']:.2f}", f"D(fake) {record['d_fake']:.2f}", f"loss_d {record['loss_d']:.3f}"]
     if "val_psnr" in record:
-        parts.append(f"val {record['val_psnr']:.2f} dB")
+        parts.append(f"val {record['val_psnr']:.2f} dB, high-band {record['val_hf_ratio']:.2f}")
     return "  ".join(parts)
 
 

@@ -60,9 +60,10 @@ def test_bicubic_is_pil_bicubic_after_mod_crop(tmp_path):
     assert (row.height, row.width) == (48, 44)
     hr = Image.fromarray(array).crop((0, 0, 44, 48))
     up = hr.resize((11, 12), Image.BICUBIC).resize((44, 48), Image.BICUBIC)
-    psnr, ssim = score(torch.from_numpy(np.array(up)).permute(2, 0, 1).float() / 255,
-                       torch.from_numpy(np.array(hr)).permute(2, 0, 1).float() / 255, scale=4)
-    assert (row.psnr, row.ssim) == pytest.approx((psnr, ssim))
+    expected = score(torch.from_numpy(np.array(up)).permute(2, 0, 1).float() / 255,
+                     torch.from_numpy(np.array(hr)).permute(2, 0, 1).float() / 255, scale=4)
+    assert (row.psnr, row.ssim, row.hf_ratio) == pytest.approx(expected)
+    assert 0 < row.hf_ratio < 1  # bicubic upscaling restores little of the band above the LR Nyquist
     down = bicubic_down(load_rgb(tmp_path / "odd.png")[:, :48, :44], 4)
     assert down.dtype == torch.uint8 and down.shape == (3, 12, 11)
     assert bicubic_up(down, 4).shape == (3, 48, 44)
@@ -77,7 +78,8 @@ def test_model_rows_score_the_generator_output(image_folder, weights):
     lr = bicubic_down(hr, 4).float().div(255)
     with torch.inference_mode():
         sr = generator(lr[None])[0]
-    assert (result.rows[0].psnr, result.rows[0].ssim) == pytest.approx(score(sr, hr.float() / 255, 4), abs=1e-5)
+    assert (result.rows[0].psnr, result.rows[0].ssim, result.rows[0].hf_ratio) == pytest.approx(
+        score(sr, hr.float() / 255, 4), abs=1e-5)
     for method in (MODEL, BICUBIC):
         rows = [row for row in result.rows if row.method == method]
         assert result.mean[method]["psnr"] == pytest.approx(np.mean([row.psnr for row in rows]))
@@ -193,3 +195,19 @@ def test_command_errors_are_one_line_and_exit_2(case, message, image_folder, wei
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and re.match(message, lines[0]), result.stderr
     assert result.stdout == ""
+
+
+def test_critic_test_per_method(tmp_path):
+    """--critic: each method's held-out accuracy is the realism.critic_accuracy of its
+    8-bit outputs against the cropped HR images."""
+    from srgan_noise.realism import critic_accuracy
+
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (100, 92, 3), dtype=np.uint8)).save(tmp_path / f"noise{i}.png")
+    result = evaluate(EvalConfig(data=str(tmp_path), bicubic=True, critic=True))
+    hr = [load_rgb(tmp_path / f"noise{i}.png")[:, :100, :92] for i in range(2)]
+    up = [bicubic_up(bicubic_down(image, 4), 4).float() / 255 for image in hr]
+    expected = critic_accuracy(up, [image.float() / 255 for image in hr], border=4)
+    assert result.mean[BICUBIC]["critic"] == pytest.approx(expected.accuracy)
+    assert result.mean[BICUBIC]["critic"] > 0.75  # bicubic of white noise is told apart easily

@@ -150,7 +150,7 @@ def test_outputs_written(tmp_path, image_folder):
     run = train(config(tmp_path, data=str(image_folder), val=str(image_folder), steps=2, pretrain_steps=2))
     record = read_metrics(run)[-1]
     for key in ("d_real", "d_fake", "d_fake_next", "loss_d", "loss_g", "sigma", "gamma", "omega",
-                "val_ssim", "val_mse", "val_psnr"):
+                "val_ssim", "val_mse", "val_psnr", "val_hf_ratio", "loss_pixel"):
         assert key in record
     generator = load_generator(run / "generator.safetensors")
     assert generator.config == preset("tiny")
@@ -225,3 +225,71 @@ def test_resume_restores_historical_average(tmp_path, image_folder):
     run = train(cfg)
     state = load_checkpoint(run)
     assert state["history_g"]["count"] == 2 and state["history_d"]["count"] == 2
+
+
+@pytest.mark.parametrize("content", ["mse", "l1", "none"])
+def test_content_term_is_the_chosen_loss(tmp_path, content):
+    cfg = config(tmp_path, noise="none", content=content)
+    nets = nets_for(cfg)
+    (lr, hr), = data = batches()
+    with torch.no_grad():
+        fake = nets.generator(lr)
+    expected = {"mse": torch.nn.functional.mse_loss(fake, hr), "l1": torch.nn.functional.l1_loss(fake, hr),
+                "none": torch.zeros(())}[content].item()
+    values = gan_step(nets, data, 0, cfg, null)
+    assert values["loss_content"] == pytest.approx(expected, rel=1e-5, abs=1e-12)
+    assert values["loss_g"] == pytest.approx(expected + cfg.adv_weight * values["loss_adv"], rel=1e-5)
+    assert values["loss_pixel"] > 0  # G_{t+1}'s pixel MSE is logged whatever the content term
+
+
+def test_content_none_trains_the_generator_by_the_adversarial_term_alone(tmp_path):
+    cfg = config(tmp_path, noise="none", content="none", adv_weight=1.0)
+    nets = nets_for(cfg)
+    before = [p.detach().clone() for p in nets.generator.parameters()]
+    gan_step(nets, batches(), 0, cfg, null)
+    assert any(not torch.equal(p, q) for p, q in zip(before, nets.generator.parameters()))
+
+
+def test_content_vgg_uses_the_given_weights(tmp_path):
+    from torchvision.models import vgg19
+
+    from srgan_noise.perceptual import load_vgg_loss
+
+    path = tmp_path / "vgg19.pth"
+    torch.save(vgg19(weights=None).state_dict(), path)
+    cfg = config(tmp_path, noise="none", content="vgg", vgg_weights=str(path))
+    nets = nets_for(cfg)
+    (lr, hr), = data = batches()
+    with torch.no_grad():
+        expected = load_vgg_loss(path)(nets.generator(lr), hr).item()
+    assert gan_step(nets, data, 0, cfg, null)["loss_content"] == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(content="vgg"), "--content vgg needs --vgg-weights PATH"),
+    (dict(vgg_weights="vgg.pth"), "--vgg-weights has no effect with --content mse"),
+    (dict(content="none", adv_weight=0.0), "> 0 with --content none"),
+    (dict(content="ssim"), "--content must be one of mse, l1, vgg, none"),
+])
+def test_invalid_content(tmp_path, overrides, message):
+    with pytest.raises(UserError, match=message):
+        config(tmp_path, **overrides)
+
+
+def test_projected_run_stays_consistent_with_its_input(tmp_path, image_folder):
+    """--projection affine with the adversarial term alone (the seed's setting): the
+    trained generator's validation outputs downscale exactly to their inputs."""
+    from srgan_noise.data import load_folder, validation_pairs
+
+    cfg = config(tmp_path, data=str(image_folder), val=str(image_folder), steps=2, pretrain_steps=2,
+                 content="none", model=preset("tiny", projection="affine"))
+    run = train(cfg)
+    record = read_metrics(run)[-1]
+    assert 0 < record["val_hf_ratio"] < 5
+    generator = load_generator(run / "generator.safetensors")
+    assert generator.config.projection == "affine"
+    lr, _ = validation_pairs(load_folder(image_folder), 4)[0]
+    with torch.no_grad():
+        sr = generator(lr)
+    # the unclamped downscaling, as A is: downscale() clamps, and y is in [0, 1]
+    assert (torch.nn.functional.interpolate(sr, scale_factor=0.25, mode="bicubic", antialias=True) - lr).abs().max() < 1e-4
