@@ -5,6 +5,8 @@
    real and (reused, detached) fake - the BasicSR SRGAN step with nothing else.
 2. The discriminator update with the Roth regulariser (double backward)
    against without it, eager (every step) and lazy (every 4th, scaled by 4).
+3. `gan_step` with the generator's affine projection (--projection affine)
+   against without it, the same weights.
 
 Variants are interleaved and the median of the repeats is reported.
 
@@ -76,6 +78,9 @@ def main() -> None:
     config = TrainConfig(model=preset(args.preset), batch_size=args.batch_size, patch_size=args.patch_size,
                          noise="linear", sigma0=0.1, steps=1000, progress=False)
     nets = build_nets(config.model, config, device)
+    projected_config = dataclasses.replace(config, model=dataclasses.replace(config.model, projection="affine"))
+    projected = build_nets(projected_config.model, projected_config, device)
+    projected.generator.load_state_dict(nets.generator.state_dict())
     scale = config.model.scale
     hr = torch.rand(args.batch_size, 3, args.patch_size, args.patch_size, device=device)
     lr = F.interpolate(hr, scale_factor=1 / scale, mode="bicubic", antialias=True)
@@ -96,6 +101,7 @@ def main() -> None:
                                                      for k in range(4)],
         "gan_step + Roth lazy k=4 (4 steps)": lambda: [gan_step(nets, [(lr, hr)], t, lazy, autocast)
                                                        for t in range(4)],
+        "gan_step, affine projection": lambda: gan_step(projected, [(lr, hr)], 0, projected_config, autocast),
     }
     for function in variants.values():  # warm-up
         function()
@@ -115,6 +121,8 @@ def main() -> None:
     print(f"gan_step / bare step:                 {gan_ratio:.3f}x  (goal <= 1.10)")
     print(f"D step with Roth / without:           {roth_ratio:.3f}x  (goal <= 2.0)")
     print(f"D step with Roth lazy k=4 / without:  {lazy_ratio:.3f}x  (goal <= 1.3)")
+    projection_ratio = median["gan_step, affine projection"] / median["gan_step (noise, monitored)"]
+    print(f"gan_step with affine projection / without: {projection_ratio:.3f}x  (goal <= 1.10)")
 
 
 if __name__ == "__main__":

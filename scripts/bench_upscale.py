@@ -6,6 +6,8 @@
    memory beyond the output buffer stays flat when tiled.
 3. CUDA, if present: output megapixels/s of fp16 batched tiles vs fp32 one tile at a
    time (the Real-ESRGAN way) on a 1024^2 input.
+4. CPU, 512^2 input: tiled upscale with the affine projection (--projection affine)
+   against without, per preset, its matrices built afresh each time (a new image size).
 
     .venv/bin/python scripts/bench_upscale.py [--threads 1] [--repeats 2]
 """
@@ -28,9 +30,9 @@ from srgan_noise.upscale import upscale
 MB = 2**20
 
 
-def make_generator(device: str = "cpu") -> Generator:
+def make_generator(device: str = "cpu", name: str = "srresnet", projection: str = "none") -> Generator:
     torch.manual_seed(0)
-    return Generator(preset("srresnet", scale=4)).eval().to(device, memory_format=torch.channels_last)
+    return Generator(preset(name, scale=4, projection=projection)).eval().to(device, memory_format=torch.channels_last)
 
 
 def untiled(generator: Generator, image: torch.Tensor) -> torch.Tensor:
@@ -148,6 +150,26 @@ def cuda_throughput(args: argparse.Namespace) -> None:
     print(f"    speed-up {fp16 / fp32:.2f}x   (goal >= 3x)")
 
 
+def projection_cost(args: argparse.Namespace) -> None:
+    from srgan_noise import projection
+
+    image = torch.rand(3, args.size, args.size, generator=torch.Generator().manual_seed(0))
+    print(f"[4] CPU, affine projection, {args.size}x{args.size} input, tiled --tile {args.tile}, "
+          f"{torch.get_num_threads()} thread(s), process CPU seconds, best of {args.repeats}")
+    for name in ("small", "srresnet"):
+        plain, projected = make_generator(name=name), make_generator(name=name, projection="affine")
+        times: dict[str, list[float]] = {"plain": [], "projected": []}
+        for _ in range(args.repeats):
+            for variant, generator in (("plain", plain), ("projected", projected)):
+                projection.downscale_matrix.cache_clear()  # as for an image size not seen before
+                projection._gram_factor.cache_clear()
+                seconds, _ = cpu_timed(upscale, generator, image, tile=args.tile, batch_tiles=args.batch_tiles)
+                times[variant].append(seconds)
+        best = {variant: min(values) for variant, values in times.items()}
+        print(f"    {name:9s} without {best['plain']:7.2f} s   with {best['projected']:7.2f} s   "
+              f"ratio {best['projected'] / best['plain']:.3f}   (goal <= 1.10)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: steady on a shared machine)")
@@ -158,7 +180,7 @@ def main() -> None:
     parser.add_argument("--cuda-batch-tiles", type=int, default=8)
     parser.add_argument("--memory-sizes", type=int, nargs="*", default=[256, 512, 1024])
     parser.add_argument("--untiled-memory-sizes", type=int, nargs="*", default=[256, 512])
-    parser.add_argument("--skip", nargs="*", default=[], choices=["time", "memory", "cuda"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["time", "memory", "cuda", "projection"])
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--untiled", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -172,6 +194,8 @@ def main() -> None:
         cpu_memory(args)
     if "cuda" not in args.skip:
         cuda_throughput(args)
+    if "projection" not in args.skip:
+        projection_cost(args)
 
 
 if __name__ == "__main__":

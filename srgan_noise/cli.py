@@ -238,6 +238,7 @@ def compare(
     batch_size: Annotated[Optional[int], typer.Option(help="SR: patches per step [default: 8].")] = None,
     patch_size: Annotated[Optional[int], typer.Option(help="SR: HR patch side [default: 64].")] = None,
     log_every: Annotated[Optional[int], typer.Option(help="SR: steps per window (validation at each) [default: 25].")] = None,
+    critic_steps: Annotated[Optional[int], typer.Option(help="SR: train steps of the critic two-sample test of each run's final generator on the validation images (0: skip it) [default: 400, about 20 s a run].")] = None,
     device: Device = "auto",
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
@@ -246,9 +247,9 @@ def compare(
 
     if toy is not None:
         _reject_unused("with --toy", pretrain_steps=pretrain_steps, data=data, val=val, preset=preset, scale=scale,
-                       batch_size=batch_size, patch_size=patch_size, log_every=log_every)
+                       batch_size=batch_size, patch_size=patch_size, log_every=log_every, critic_steps=critic_steps)
     given = {"pretrain_steps": pretrain_steps, "preset": preset, "scale": scale, "batch_size": batch_size,
-             "patch_size": patch_size, "log_every": log_every}
+             "patch_size": patch_size, "log_every": log_every, "critic_steps": critic_steps}
     config = CompareConfig(
         schedules=tuple(name.strip() for name in schedules.split(",") if name.strip()), seeds=seeds, out=str(out),
         toy=toy, steps=steps, data=tuple(str(folder) for folder in data) if data else None,
@@ -278,9 +279,10 @@ def eval_(
     from rich.progress import Progress
 
     from srgan_noise.evaluate import EvalConfig, evaluate, results_table
+    from srgan_noise.realism import CRITIC_STEPS
 
     config = EvalConfig(data=str(data), weights=str(weights) if weights else None, model=model, scale=scale, bicubic=bicubic,
-                        critic=critic, out=str(out) if out else None, device=device)
+                        critic_steps=CRITIC_STEPS if critic else 0, out=str(out) if out else None, device=device)
     with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("images", total=None)
         result = evaluate(config, on_image=lambda name: progress.advance(task))

@@ -24,7 +24,12 @@ from srgan_noise.errors import UserError
 from srgan_noise.monitor import METRICS_NAME, read_metrics
 from srgan_noise.toy import (MIXTURE_STD, MIXTURES, MODE_SPACING, TOY_GAMMA0, TOY_SIGMA0, ToyConfig, ToyRun,
                              mixture_centres, plot_snapshots, toy_metrics, train_toy)
-from srgan_noise.train import TrainConfig, train
+from srgan_noise.data import SAMPLE_VAL, load_folder, load_samples, validation_pairs
+from srgan_noise.evaluate import super_resolve
+from srgan_noise.metrics import quantize
+from srgan_noise.realism import CRITIC_STEPS, critic_accuracy
+from srgan_noise.train import GENERATOR_WEIGHTS, TrainConfig, resolve_device, train
+from srgan_noise.weights import load_generator
 
 # Schedule name -> the fields it sets, on a plain GAN (no noise, no regulariser,
 # no smoothing), in both TrainConfig and ToyConfig. Strengths (sigma0, gamma0)
@@ -56,6 +61,7 @@ DEFAULT_STEPS = {"sr": 200, "toy": 3000}
 PUBLISHED_MODES = {"ring": 6.3, "grid": 17.3}  # plain GAN in the PacGAN harness (Lin et al. 2018)
 # Settings that may differ between a finished run and a request to reuse it.
 UNCOMPARED = ("out", "progress", "device")
+CRITIC_NAME = "critic.json"  # a run's critic two-sample test, cached
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,7 @@ class CompareConfig:
     batch_size: int = 8
     patch_size: int = 64
     log_every: int = 25
+    critic_steps: int = CRITIC_STEPS  # SR: the critic test of each run's final generator (0: not run)
     device: str = "auto"
     progress: bool = True
 
@@ -82,6 +89,8 @@ class CompareConfig:
             raise UserError(f"unknown schedule {', '.join(unknown)}; choose from {', '.join(SCHEDULES)}")
         if not self.schedules or len(set(self.schedules)) != len(self.schedules):
             raise UserError("--schedules must name at least one schedule, each once")
+        if self.critic_steps < 0:
+            raise UserError("--critic-steps must be >= 0")
         if self.seeds < 1:
             raise UserError("--seeds must be at least 1")
         if self.toy is not None and self.toy not in MIXTURES:
@@ -133,9 +142,11 @@ def compare_sr(config: CompareConfig) -> list[Path]:
             run_config = dataclasses.replace(schedule_config(base, name), out=str(folder), seed=seed)
             if not (Path(run_config.out) / CHECKPOINT_NAME).exists():
                 start_from(pretrained[seed], run_config)
-            runs[name].append(read_metrics(run_or_reuse(run_config)))
+            run = run_or_reuse(run_config)
+            runs[name].append([*read_metrics(run), *critic_record(run, run_config, config.critic_steps)])
     rows = [{"schedule": "mse-pretrain", "seeds": config.seeds,
-             **summarise([read_metrics(run) for run in pretrained], pretrain_figures)}]
+             **summarise([[*read_metrics(run), *critic_record(run, base, config.critic_steps)] for run in pretrained],
+                         pretrain_figures)}]
     rows += [{"schedule": name, "seeds": config.seeds, **summarise(records, sr_figures)}
              for name, records in runs.items()]
     tables = write_tables(rows, SR_COLUMNS, out / "compare", sr_notes(config))
@@ -158,6 +169,29 @@ def run_or_reuse(config: TrainConfig) -> Path:
     if records and records[-1]["step"] >= config.total_steps:
         return run
     return train(config, resume=True)
+
+
+def critic_record(run: Path, config: TrainConfig, steps: int) -> list[dict[str, Any]]:
+    """[{"phase": "critic", "critic": accuracy, ...}]: the critic two-sample test of
+    the run's final generator on the validation images (realism.critic_accuracy,
+    its critic trained `steps` steps), cached in <run>/critic.json; [] for steps 0."""
+    if steps == 0:
+        return []
+    cache, step = run / CRITIC_NAME, read_metrics(run)[-1]["step"]
+    if cache.is_file():
+        saved = json.loads(cache.read_text())
+        if saved["step"] == step and saved.get("critic_steps") == steps:
+            return [saved]
+    scale = config.model.scale
+    images = load_samples(SAMPLE_VAL) if config.val is None else load_folder(Path(config.val))
+    generator = load_generator(run / GENERATOR_WEIGHTS, resolve_device(config.device))
+    pairs = validation_pairs(images, scale)
+    sr = [quantize(super_resolve(generator, lr[0])) for lr, _ in pairs]
+    test = critic_accuracy(sr, [hr[0] for _, hr in pairs], steps=steps, border=scale)
+    record = {"phase": "critic", "step": step, "critic_steps": steps, "critic": test.accuracy,
+              "critic_se": test.standard_error}
+    write_text_atomic(cache, json.dumps(record) + "\n")
+    return [record]
 
 
 def saved_settings(saved: dict[str, Any]) -> dict[str, Any]:
@@ -207,23 +241,31 @@ def d_figures(gan: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
+VAL_FIGURES = ("ssim", "mse", "psnr", "hf_ratio")
+
+
 def sr_figures(records: list[dict[str, Any]]) -> dict[str, float]:
-    """Validation SSIM, MSE, PSNR at the last step (final) and averaged over
-    the last quarter of the GAN windows (tail), plus the D figures."""
+    """Validation SSIM, MSE, PSNR and high-band ratio at the last step (final) and
+    averaged over the last quarter of the GAN windows (tail), the final generator's
+    critic accuracy (a "critic" record, if any), plus the D figures."""
     gan = gan_records(records)
     tail = gan[-max(1, len(gan) // 4):]
     figures = {}
-    for name in ("ssim", "mse", "psnr"):
+    for name in VAL_FIGURES:
         figures[f"{name}_final"] = gan[-1].get(f"val_{name}", math.nan)
         figures[f"{name}_tail"] = statistics.fmean(r.get(f"val_{name}", math.nan) for r in tail)
-    return {**figures, **d_figures(gan)}
+    return {**figures, "critic": critic_of(records), **d_figures(gan)}
 
 
 def pretrain_figures(records: list[dict[str, Any]]) -> dict[str, float]:
     """The pre-trained generator's validation figures (the GAN phase's start)."""
-    last = records[-1]
-    return {f"{name}_{when}": last.get(f"val_{name}", math.nan)
-            for name in ("ssim", "mse", "psnr") for when in ("final", "tail")}
+    last = [r for r in records if r.get("phase") == "pretrain"][-1]
+    return {**{f"{name}_{when}": last.get(f"val_{name}", math.nan)
+               for name in VAL_FIGURES for when in ("final", "tail")}, "critic": critic_of(records)}
+
+
+def critic_of(records: list[dict[str, Any]]) -> float:
+    return next((r["critic"] for r in records if r.get("phase") == "critic"), math.nan)
 
 
 def summarise(runs: list[Any], figures: Callable[[Any], dict[str, float]]) -> dict[str, tuple[float, float]]:
@@ -247,7 +289,9 @@ D_COLUMNS: list[Column] = [
 SR_COLUMNS: list[Column] = [
     ("ssim_final", "SSIM final", ".4f"), ("ssim_tail", "SSIM tail", ".4f"),
     ("mse_final", "MSE final", ".2f"), ("mse_tail", "MSE tail", ".2f"),
-    ("psnr_final", "PSNR final", ".2f"), ("psnr_tail", "PSNR tail", ".2f"), *D_COLUMNS,
+    ("psnr_final", "PSNR final", ".2f"), ("psnr_tail", "PSNR tail", ".2f"),
+    ("hf_ratio_final", "high-band final", ".3f"), ("hf_ratio_tail", "high-band tail", ".3f"),
+    ("critic", "critic acc.", ".3f"), *D_COLUMNS,
 ]
 TOY_COLUMNS: list[Column] = [
     ("modes", "modes", ".1f"), ("high_quality", "high-quality %", ".1f"), ("reverse_kl", "reverse KL", ".3f"),
@@ -290,13 +334,16 @@ def sr_notes(config: CompareConfig) -> str:
             f"val {config.val or 'chelsea'}; {config.pretrain_steps} MSE steps per seed shared by every schedule, "
             f"then {config.gan_steps} GAN steps, batch {config.batch_size}, windows of {config.log_every} steps. "
             "Cells: mean ± std over seeds. final: at the last step; tail: mean over the last quarter of the GAN "
-            "windows. MSE on Y in [0, 255]. D columns: means over GAN windows; D wins: fraction of windows with "
+            "windows. MSE on Y in [0, 255]. high-band: SR's spectral power above the LR Nyquist over HR's (1.0: as "
+            "much fine detail as the real images). critic acc.: held-out accuracy of a fresh small discriminator "
+            "trained to tell the final generator's validation outputs from the HR images (0.5: indistinguishable). "
+            "D columns: means over GAN windows; D wins: fraction of windows with "
             "D(real) > 0.95 and D(fake) < 0.05; G step helped: fraction with D_t(G_t+1) > D(fake).")
 
 
 def plot_sr(runs: dict[str, list[list[dict[str, Any]]]], path: Path) -> Path:
-    """Seed 0's D-curves panel per schedule, then validation SSIM and MSE over
-    steps (mean over seeds) for every schedule on two shared panels."""
+    """Seed 0's D-curves panel per schedule, then validation SSIM, MSE and
+    high-band ratio over steps (mean over seeds) for every schedule on three shared panels."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -313,9 +360,10 @@ def plot_sr(runs: dict[str, list[list[dict[str, Any]]]], path: Path) -> Path:
         axis = figure.add_subplot(grid[row, 2 * column:2 * column + 2])
         draw_d_curves(axis, records[0])
         axis.set_title(f"{name} (seed 0)", fontsize="medium")
-    half = columns
-    for position, (key, label) in enumerate((("val_ssim", "val SSIM"), ("val_mse", "val MSE (Y, 0-255)"))):
-        axis = figure.add_subplot(grid[d_rows, position * half:(position + 1) * half])
+    panels = (("val_ssim", "val SSIM"), ("val_mse", "val MSE (Y, 0-255)"), ("val_hf_ratio", "val high-band ratio"))
+    bottom = grid[d_rows, :].subgridspec(1, len(panels))
+    for position, (key, label) in enumerate(panels):
+        axis = figure.add_subplot(bottom[0, position])
         for name, records in runs.items():
             steps, values = mean_curve(records, key)
             axis.plot(steps, values, label=name)
@@ -334,6 +382,7 @@ def mean_curve(runs: list[list[dict[str, Any]]], key: str) -> tuple[list[int], l
     """GAN-phase steps and the mean over seeds of records[key] (last pre-training record included as the start)."""
     per_seed = []
     for records in runs:
+        records = [r for r in records if r.get("phase") in ("pretrain", "gan")]  # not the critic's
         gan_start = next((i for i, r in enumerate(records) if r.get("phase") == "gan"), len(records))
         per_seed.append({r["step"]: r.get(key, math.nan) for r in records[max(0, gan_start - 1):]})
     steps = sorted(set.intersection(*(set(seed) for seed in per_seed)))

@@ -47,13 +47,15 @@ class EvalConfig:
     model: str = "gan"  # gan | psnr: which shipped weights, when `weights` is None
     scale: int = 4  # must match the generator's
     bicubic: bool = False  # also score PIL bicubic upscaling
-    critic: bool = False  # also run the critic two-sample test (trains a small classifier per method)
+    critic_steps: int = 0  # > 0: also the critic two-sample test, its critic trained this many steps per method
     out: str | None = None  # folder for results.csv and results.json; None: nothing written
     device: str = "auto"  # auto | cpu | cuda
 
     def __post_init__(self) -> None:
         if self.device not in ("auto", "cpu", "cuda"):
             raise UserError(f"--device must be one of auto, cpu, cuda, got {self.device!r}")
+        if self.critic_steps < 0:
+            raise UserError(f"critic steps must be >= 0, got {self.critic_steps}")
         if self.scale < 2:
             raise UserError(f"--scale must be at least 2, got {self.scale}")
 
@@ -117,9 +119,9 @@ def score(sr: torch.Tensor, hr: torch.Tensor, scale: int) -> tuple[float, float,
 
 
 def evaluate_images(images: list[tuple[str, torch.Tensor]], scale: int, generator: Generator | None = None,
-                    bicubic: bool = False, on_image: ImageDone | None = None, critic: bool = False) -> EvalResult:
+                    bicubic: bool = False, on_image: ImageDone | None = None, critic_steps: int = 0) -> EvalResult:
     """Score named HR images, each (3, H, W) uint8, with the generator and/or the
-    bicubic baseline; with `critic`, also the critic two-sample test per method.
+    bicubic baseline; with `critic_steps`, also the critic two-sample test per method.
     Pure apart from `on_image`; the generator must be in eval mode."""
     if generator is None and not bicubic:
         raise ValueError("nothing to evaluate: no generator and bicubic=False")
@@ -139,12 +141,12 @@ def evaluate_images(images: list[tuple[str, torch.Tensor]], scale: int, generato
         if generator is not None:
             sr = super_resolve(generator, lr.float().div(255))
             model_rows.append(ImageScore(MODEL, name, height, width, *score(sr, hr_float, scale)))
-            if critic:
+            if critic_steps:
                 outputs[MODEL].append(quantize(sr))
         if bicubic:
             up = bicubic_up(lr, scale).float().div(255)
             bicubic_rows.append(ImageScore(BICUBIC, name, height, width, *score(up, hr_float, scale)))
-            if critic:
+            if critic_steps:
                 outputs[BICUBIC].append(up)
         if on_image is not None:
             on_image(name)
@@ -157,9 +159,9 @@ def evaluate_images(images: list[tuple[str, torch.Tensor]], scale: int, generato
             mean[method] = {"psnr": float(np.mean([row.psnr for row in scores])),
                             "ssim": float(np.mean([row.ssim for row in scores])),
                             "hf_ratio": float(np.mean([row.hf_ratio for row in scores]))}
-            if critic:
+            if critic_steps:
                 hr_images = [mod_crop(image, scale).float().div(255) for _, image in images]
-                test = critic_accuracy(outputs[method], hr_images, border=scale)
+                test = critic_accuracy(outputs[method], hr_images, steps=critic_steps, border=scale)
                 mean[method].update(critic=test.accuracy, critic_se=test.standard_error)
     return EvalResult(rows, mean, scale, weights=None)
 
@@ -190,7 +192,7 @@ def evaluate(config: EvalConfig, on_image: ImageDone | None = None) -> EvalResul
             raise UserError(f"--scale {config.scale} does not match {weights}, a x{generator.config.scale} "
                             f"generator; use --scale {generator.config.scale}")
     images = [(path.name, load_rgb(path)) for path in paths]
-    result = evaluate_images(images, config.scale, generator, config.bicubic, on_image, config.critic)
+    result = evaluate_images(images, config.scale, generator, config.bicubic, on_image, config.critic_steps)
     result = replace(result, weights=str(weights) if weights is not None else None)
     if config.out is not None:
         write_results(result, Path(config.out))

@@ -1,5 +1,6 @@
 import csv
 import dataclasses
+import json
 import math
 
 import pytest
@@ -18,10 +19,11 @@ from srgan_noise.toy import ToyConfig
 from srgan_noise.train import TrainConfig
 
 TINY = dict(preset="tiny", pretrain_steps=2, steps=4, batch_size=2, patch_size=32, log_every=2, device="cpu",
-            progress=False)
+            progress=False, critic_steps=0)
 SR_HEADER = ["schedule", "seeds", "ssim_final_mean", "ssim_final_std", "ssim_tail_mean", "ssim_tail_std",
              "mse_final_mean", "mse_final_std", "mse_tail_mean", "mse_tail_std", "psnr_final_mean", "psnr_final_std",
-             "psnr_tail_mean", "psnr_tail_std", "d_real_mean", "d_real_std", "d_fake_mean", "d_fake_std",
+             "psnr_tail_mean", "psnr_tail_std", "hf_ratio_final_mean", "hf_ratio_final_std", "hf_ratio_tail_mean",
+             "hf_ratio_tail_std", "critic_mean", "critic_std", "d_real_mean", "d_real_std", "d_fake_mean", "d_fake_std",
              "d_fake_next_mean", "d_fake_next_std", "d_wins_mean", "d_wins_std", "g_helped_mean", "g_helped_std",
              "seconds_per_step_mean", "seconds_per_step_std"]
 
@@ -97,9 +99,13 @@ def test_d_figures_fractions():
 
 def test_sr_figures_final_and_tail():
     pretrain = {"step": 10, "phase": "pretrain", "val_ssim": 0.1, "val_mse": 9.0, "val_psnr": 20.0}
-    gan = [window(10 + 2 * i, 0.5, 0.5, 0.5, val_ssim=0.1 * i, val_mse=10.0 - i, val_psnr=20.0 + i)
-           for i in range(1, 9)]
-    figures = sr_figures([pretrain, *gan])
+    gan = [window(10 + 2 * i, 0.5, 0.5, 0.5, val_ssim=0.1 * i, val_mse=10.0 - i, val_psnr=20.0 + i,
+                  val_hf_ratio=0.1 * i) for i in range(1, 9)]
+    critic = {"phase": "critic", "step": 26, "critic": 0.7, "critic_se": 0.02}
+    figures = sr_figures([pretrain, *gan, critic])
+    assert figures["hf_ratio_final"] == pytest.approx(0.8) and figures["hf_ratio_tail"] == pytest.approx(0.75)
+    assert figures["critic"] == 0.7
+    assert math.isnan(sr_figures([pretrain, *gan])["critic"])
     assert figures["ssim_final"] == pytest.approx(0.8)
     assert figures["ssim_tail"] == pytest.approx(0.75)  # the last quarter: windows 7 and 8
     assert figures["mse_tail"] == pytest.approx(2.5)
@@ -118,7 +124,7 @@ def test_summarise_mean_and_std():
 
 def test_tiny_sr_compare_writes_table_and_png_and_reuses_runs(tmp_path, image_folder):
     config = CompareConfig(schedules=("none", "roth-annealed"), seeds=1, out=str(tmp_path / "compare"),
-                           data=(str(image_folder),), val=str(image_folder), **TINY)
+                           data=(str(image_folder),), val=str(image_folder), **{**TINY, "critic_steps": 5})
     tmp_path = tmp_path / "compare"
     markdown, table, figure = compare(config)
     rows = read_csv(table)
@@ -130,10 +136,15 @@ def test_tiny_sr_compare_writes_table_and_png_and_reuses_runs(tmp_path, image_fo
     none, roth = read_metrics(tmp_path / "none-seed0"), read_metrics(tmp_path / "roth-annealed-seed0")
     assert none[0] == roth[0] == read_metrics(tmp_path / "pretrain-seed0")[0]
     assert [r["step"] for r in none] == [2, 4, 6] and roth[-1]["gamma"] > 0 and none[-1]["gamma"] == 0
+    critic = json.loads((tmp_path / "none-seed0" / "critic.json").read_text())
+    assert critic["step"] == 6 and 0 <= critic["critic"] <= 1
+    assert float(rows[2][SR_HEADER.index("critic_mean")]) == pytest.approx(critic["critic"], abs=1e-6)
     # A second call with one more schedule reuses the finished runs.
     finished = (tmp_path / "none-seed0" / "metrics.jsonl").stat().st_mtime_ns
+    tested = (tmp_path / "none-seed0" / "critic.json").stat().st_mtime_ns
     compare(dataclasses.replace(config, schedules=("none", "roth-annealed", "label-smoothing")))
     assert (tmp_path / "none-seed0" / "metrics.jsonl").stat().st_mtime_ns == finished
+    assert (tmp_path / "none-seed0" / "critic.json").stat().st_mtime_ns == tested
     assert [row[0] for row in read_csv(table)[1:]] == ["mse-pretrain", "none", "roth-annealed", "label-smoothing"]
 
 

@@ -205,9 +205,9 @@ def test_critic_test_per_method(tmp_path):
     rng = np.random.default_rng(1)
     for i in range(2):
         Image.fromarray(rng.integers(0, 256, (100, 92, 3), dtype=np.uint8)).save(tmp_path / f"noise{i}.png")
-    result = evaluate(EvalConfig(data=str(tmp_path), bicubic=True, critic=True))
+    result = evaluate(EvalConfig(data=str(tmp_path), bicubic=True, critic_steps=60))
     hr = [load_rgb(tmp_path / f"noise{i}.png")[:, :100, :92] for i in range(2)]
     up = [bicubic_up(bicubic_down(image, 4), 4).float() / 255 for image in hr]
-    expected = critic_accuracy(up, [image.float() / 255 for image in hr], border=4)
+    expected = critic_accuracy(up, [image.float() / 255 for image in hr], steps=60, border=4)
     assert result.mean[BICUBIC]["critic"] == pytest.approx(expected.accuracy)
     assert result.mean[BICUBIC]["critic"] > 0.75  # bicubic of white noise is told apart easily
