@@ -10,6 +10,15 @@ def _seed():
 
 
 @pytest.fixture
+def one_thread():
+    """Tiny convolutions gain nothing from threads, and on a busy machine lose seconds waiting for them."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def image_folder(tmp_path):
     """Four small RGB PNGs with texture, in tmp_path/images."""
     folder = tmp_path / "images"

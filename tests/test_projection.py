@@ -13,12 +13,7 @@ from srgan_noise.upscale import upscale
 from srgan_noise.weights import load_generator, save_generator
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def down(x: torch.Tensor, scale: int) -> torch.Tensor:

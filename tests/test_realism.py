@@ -13,12 +13,7 @@ from srgan_noise.realism import (critic_accuracy, cosine_learning_rate, high_ban
                                  high_band_ratio, patch_grid)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def astronaut(top: int = 300, left: int = 300, size: int = 96) -> torch.Tensor:

@@ -20,13 +20,7 @@ import srgan_noise.weights as weights_module
 from srgan_noise.weights import save_generator, shipped_weights
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny convolutions gain nothing from threads, and on a busy machine lose seconds waiting for them."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _generator(scale: int = 4) -> Generator:
