@@ -24,9 +24,9 @@ from srgan_noise.errors import UserError
 from srgan_noise.generator import Generator
 from srgan_noise.losses import CONTENT_LOSSES, LOSSES, content_loss, d_loss, feature_matching, g_loss
 from srgan_noise.metrics import y_metrics
+from srgan_noise.monitor import MetricsLog, WindowMeans, first_non_finite
 from srgan_noise.perceptual import load_vgg_loss
 from srgan_noise.realism import high_band_ratio
-from srgan_noise.monitor import MetricsLog, WindowMeans, first_non_finite
 from srgan_noise.regularisers import HistoricalAverage, add_instance_noise, after_d_update, d_extra_loss, d_penalty
 from srgan_noise.schedules import noise_sigma, reg_gamma
 from srgan_noise.weights import save_generator
