@@ -223,7 +223,9 @@ def compare(
                                                 "roth-annealed, roth-constant, label-smoothing, saturating, lsgan, hinge, "
                                                 "wgan, wgan-gp, r1, r2 (gamma/2 E||grad||^2, gamma 2.0 SR), spectral-norm, "
                                                 "minibatch-discrimination, feature-matching, historical-averaging "
-                                                "(see README's toolbox table).")] = "none,noise-linear,noise-constant,roth-annealed,roth-constant,label-smoothing",
+                                                "(see README's toolbox table). NAME@S sets its strength (sigma0 of "
+                                                "noise-*, gamma0 of roth-*/r1/r2, ...), NAME@S/K a regulariser every "
+                                                "K-th D step: noise-linear@0.03,roth-constant@0.1/4.")] = "none,noise-linear,noise-constant,roth-annealed,roth-constant,label-smoothing",
     seeds: Annotated[int, typer.Option(help="Runs per schedule, seeds 0..N-1.")] = 3,
     steps: Annotated[Optional[int], typer.Option(help="GAN steps [default: 200 SR, 3000 toy].")] = None,
     toy: Annotated[Optional[str], typer.Option(help="ring (8 modes, std 0.01) | grid (25 modes, std 0.05): the 2-D "
@@ -238,6 +240,9 @@ def compare(
     batch_size: Annotated[Optional[int], typer.Option(help="SR: patches per step [default: 8].")] = None,
     patch_size: Annotated[Optional[int], typer.Option(help="SR: HR patch side [default: 64].")] = None,
     log_every: Annotated[Optional[int], typer.Option(help="SR: steps per window (validation at each) [default: 25].")] = None,
+    projection: Annotated[Optional[str], typer.Option(help="SR: none | affine: every run's generator ends with the affine projection [default: none].")] = None,
+    content: Annotated[Optional[str], typer.Option(help="SR: G's content term in the GAN phase: mse | l1 | none (the adversarial term alone) [default: mse].")] = None,
+    adv_weight: Annotated[Optional[float], typer.Option(help="SR: weight of the adversarial term [default: 1e-3].")] = None,
     critic_steps: Annotated[Optional[int], typer.Option(help="SR: train steps of the critic two-sample test of each run's final generator on the validation images (0: skip it) [default: 400, about 20 s a run].")] = None,
     device: Device = "auto",
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
@@ -247,9 +252,11 @@ def compare(
 
     if toy is not None:
         _reject_unused("with --toy", pretrain_steps=pretrain_steps, data=data, val=val, preset=preset, scale=scale,
-                       batch_size=batch_size, patch_size=patch_size, log_every=log_every, critic_steps=critic_steps)
+                       batch_size=batch_size, patch_size=patch_size, log_every=log_every, critic_steps=critic_steps,
+                       projection=projection, content=content, adv_weight=adv_weight)
     given = {"pretrain_steps": pretrain_steps, "preset": preset, "scale": scale, "batch_size": batch_size,
-             "patch_size": patch_size, "log_every": log_every, "critic_steps": critic_steps}
+             "patch_size": patch_size, "log_every": log_every, "critic_steps": critic_steps,
+             "projection": projection, "content": content, "adv_weight": adv_weight}
     config = CompareConfig(
         schedules=tuple(name.strip() for name in schedules.split(",") if name.strip()), seeds=seeds, out=str(out),
         toy=toy, steps=steps, data=tuple(str(folder) for folder in data) if data else None,

@@ -56,6 +56,12 @@ SCHEDULES: dict[str, dict[str, Any]] = {
     "feature-matching": dict(feature_matching="replace"),
     "historical-averaging": dict(historical_averaging=1e-3),
 }
+# The field a schedule's strength sets: `srgan compare --schedules noise-linear@0.03,roth-constant@0.1/4`
+# (NAME@STRENGTH, and /K for a regulariser computed on every K-th D step, scaled by K).
+STRENGTHS = {"noise-linear": "sigma0", "noise-constant": "sigma0", "roth-annealed": "gamma0", "roth-constant": "gamma0",
+             "r1": "gamma0", "r2": "gamma0", "wgan": "clip", "wgan-gp": "gp_weight",
+             "historical-averaging": "historical_averaging"}
+REGULARISED = ("roth-annealed", "roth-constant", "r1", "r2")
 DEFAULT_SCHEDULES = ("none", "noise-linear", "noise-constant", "roth-annealed", "roth-constant", "label-smoothing")
 DEFAULT_STEPS = {"sr": 200, "toy": 3000}
 PUBLISHED_MODES = {"ring": 6.3, "grid": 17.3}  # plain GAN in the PacGAN harness (Lin et al. 2018)
@@ -76,6 +82,10 @@ class CompareConfig:
     val: str | None = None  # SR: HR validation folder (needed with data)
     preset: str = "tiny"
     scale: int = 4
+    # SR: the regime every schedule's GAN phase runs in (TrainConfig's fields of the same names)
+    projection: str = "none"  # none | affine
+    content: str = "mse"  # mse | l1 | none (vgg needs weights compare does not take)
+    adv_weight: float = 1e-3
     batch_size: int = 8
     patch_size: int = 64
     log_every: int = 25
@@ -84,9 +94,8 @@ class CompareConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        unknown = [name for name in self.schedules if name not in SCHEDULES]
-        if unknown:
-            raise UserError(f"unknown schedule {', '.join(unknown)}; choose from {', '.join(SCHEDULES)}")
+        for spec in self.schedules:
+            schedule_fields(spec)  # a clear error for an unknown name or a bad strength
         if not self.schedules or len(set(self.schedules)) != len(self.schedules):
             raise UserError("--schedules must name at least one schedule, each once")
         if self.critic_steps < 0:
@@ -99,6 +108,8 @@ class CompareConfig:
             raise UserError("--steps must be at least 1")
         if self.pretrain_steps < 1:
             raise UserError("--pretrain-steps must be at least 1 (every schedule starts from the same pre-trained G)")
+        if self.content not in ("mse", "l1", "none"):
+            raise UserError(f"--content must be one of mse, l1, none, got {self.content!r}")
         if self.toy is None and self.data is not None and self.val is None:
             raise UserError("--data needs --val: the table compares validation SSIM, MSE and PSNR")
 
@@ -115,8 +126,38 @@ def compare(config: CompareConfig) -> list[Path]:
 # 1. The SR task.
 
 
-def schedule_config(base: TrainConfig, name: str) -> TrainConfig:
+def schedule_fields(spec: str) -> dict[str, Any]:
+    """The fields schedule `spec` sets on the plain GAN: NAME, NAME@STRENGTH (the
+    field of STRENGTHS[NAME]) or, for a regulariser, NAME@STRENGTH/K (every K-th D step)."""
+    name, _, strength = spec.partition("@")
+    if name not in SCHEDULES:
+        raise UserError(f"unknown schedule {name}; choose from {', '.join(SCHEDULES)}")
     fields = {**PLAIN, **SCHEDULES[name]}
+    if not strength:
+        return fields
+    if name not in STRENGTHS:
+        raise UserError(f"schedule {spec}: {name} takes no strength (those that do: {', '.join(STRENGTHS)})")
+    value, _, every = strength.partition("/")
+    if every and name not in REGULARISED:
+        raise UserError(f"schedule {spec}: /K (lazy, every K-th D step) is for {', '.join(REGULARISED)}")
+    try:
+        fields[STRENGTHS[name]] = float(value)
+        if every:
+            fields["reg_every"] = int(every)
+    except ValueError:
+        raise UserError(f"schedule {spec}: expected {name}@NUMBER{'[/K]' if name in REGULARISED else ''}") from None
+    if fields[STRENGTHS[name]] < 0 or fields.get("reg_every", 1) < 1:
+        raise UserError(f"schedule {spec}: the strength must be >= 0 and K >= 1")
+    return fields
+
+
+def run_name(spec: str) -> str:
+    """A schedule's folder name: '/' would make a sub-folder."""
+    return spec.replace("/", "-every")
+
+
+def schedule_config(base: TrainConfig, spec: str) -> TrainConfig:
+    fields = schedule_fields(spec)
     model = dataclasses.replace(base.model, **fields.pop("model", {}))
     return dataclasses.replace(base, **fields, model=model)
 
@@ -124,7 +165,8 @@ def schedule_config(base: TrainConfig, name: str) -> TrainConfig:
 def compare_sr(config: CompareConfig) -> list[Path]:
     out = Path(config.out)
     base = TrainConfig(
-        data=config.data, val=config.val, model=preset(config.preset, scale=config.scale), **PLAIN,
+        data=config.data, val=config.val, model=preset(config.preset, scale=config.scale, projection=config.projection),
+        **PLAIN, content=config.content, adv_weight=config.adv_weight,
         steps=config.gan_steps, pretrain_steps=config.pretrain_steps, batch_size=config.batch_size,
         patch_size=config.patch_size, log_every=config.log_every,
         checkpoint_every=config.log_every * math.ceil(100 / config.log_every), device=config.device,
@@ -138,7 +180,7 @@ def compare_sr(config: CompareConfig) -> list[Path]:
     for name in config.schedules:
         runs[name] = []
         for seed in range(config.seeds):
-            folder = out / f"{name}-seed{seed}"
+            folder = out / f"{run_name(name)}-seed{seed}"
             run_config = dataclasses.replace(schedule_config(base, name), out=str(folder), seed=seed)
             if not (Path(run_config.out) / CHECKPOINT_NAME).exists():
                 start_from(pretrained[seed], run_config)
@@ -330,7 +372,9 @@ def write_tables(rows: list[dict[str, Any]], columns: list[Column], stem: Path, 
 
 
 def sr_notes(config: CompareConfig) -> str:
-    return (f"SR x{config.scale}, preset {config.preset}, data {' + '.join(config.data or ('scikit-image samples',))}, "
+    regime = (f"content {config.content} + {config.adv_weight:g} x adversarial"
+              + (", affine projection" if config.projection == "affine" else ""))
+    return (f"SR x{config.scale}, preset {config.preset}, {regime}, data {' + '.join(config.data or ('scikit-image samples',))}, "
             f"val {config.val or 'chelsea'}; {config.pretrain_steps} MSE steps per seed shared by every schedule, "
             f"then {config.gan_steps} GAN steps, batch {config.batch_size}, windows of {config.log_every} steps. "
             "Cells: mean ± std over seeds. final: at the last step; tail: mean over the last quarter of the GAN "
@@ -399,7 +443,7 @@ def compare_toy(config: CompareConfig) -> list[Path]:
     for name in config.schedules:
         toy_config = toy_schedule_config(base, name)
         runs[name] = [toy_run_or_reuse(dataclasses.replace(toy_config, seed=seed),
-                                       out / f"toy-{mixture}" / f"{name}-seed{seed}.json")
+                                       out / f"toy-{mixture}" / f"{run_name(name)}-seed{seed}.json")
                       for seed in range(config.seeds)]
 
     def figures(run: ToyRun) -> dict[str, float]:
@@ -415,7 +459,9 @@ def compare_toy(config: CompareConfig) -> list[Path]:
 
 
 def toy_schedule_config(base: ToyConfig, name: str) -> ToyConfig:
-    fields = {**PLAIN, **SCHEDULES[name]}
+    fields = schedule_fields(name)
+    if "reg_every" in fields:
+        raise UserError(f"schedule {name}: the toy has no lazy regularisation (/K)")
     model = {name: value for name, value in fields.pop("model", {}).items()
              if name != "d_batch_norm"}  # the toy's MLP has no batch norm
     return dataclasses.replace(base, **fields, **model)

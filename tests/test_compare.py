@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 from srgan_noise.checkpoint import load_checkpoint, save_checkpoint
 from srgan_noise.cli import app
 from srgan_noise.compare import (
-    PLAIN, SCHEDULES, CompareConfig, compare, d_figures, run_or_reuse, schedule_config, sr_figures, summarise,
-    toy_schedule_config,
+    PLAIN, SCHEDULES, CompareConfig, compare, d_figures, run_name, run_or_reuse, schedule_config, sr_figures,
+    summarise, toy_schedule_config,
 )
 from srgan_noise.config import preset
 from srgan_noise.errors import UserError
@@ -195,3 +195,43 @@ def test_cli_rejects_sr_options_with_toy(tmp_path):
     result = CliRunner().invoke(app, ["compare", "--toy", "ring", "--preset", "small", "--out", str(tmp_path)])
     assert result.exit_code == 2
     assert "--preset has no effect with --toy" in result.output
+
+
+@pytest.mark.parametrize("spec, fields", [
+    ("noise-linear@0.03", dict(noise="linear", sigma0=0.03)),
+    ("roth-constant@0.1/4", dict(reg="roth", gamma_schedule="constant", gamma0=0.1, reg_every=4)),
+    ("r1@1", dict(reg="r1", gamma0=1.0)),
+    ("historical-averaging@0.01", dict(historical_averaging=0.01)),
+])
+def test_schedule_strength_syntax(spec, fields):
+    config = schedule_config(TrainConfig(model=preset("tiny"), steps=100), spec)
+    for name, value in fields.items():
+        assert getattr(config, name) == value, name
+    assert run_name(spec) == spec.replace("/", "-every")
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("label-smoothing@0.9", "label-smoothing takes no strength"),
+    ("noise-linear@0.1/2", "/K .* is for roth-annealed"),
+    ("roth-constant@big", "expected roth-constant@NUMBER"),
+    ("roth-constant@1/0", "K >= 1"),
+    ("noise-linear@-1", "strength must be >= 0"),
+    ("roth-sideways@1", "unknown schedule roth-sideways"),
+])
+def test_schedule_strength_errors(spec, message):
+    with pytest.raises(UserError, match=message):
+        CompareConfig(schedules=(spec,))
+
+
+def test_sweep_runs_in_the_chosen_regime(tmp_path, image_folder):
+    """Strength-named schedules run as separate, reusable runs in the projected, adversarial-only regime."""
+    config = CompareConfig(schedules=("noise-constant@0.05", "roth-constant@0.5/2"), seeds=1,
+                           out=str(tmp_path / "sweep"), data=(str(image_folder),), val=str(image_folder),
+                           projection="affine", content="none", adv_weight=1.0, **TINY)
+    markdown, _, _ = compare(config)
+    assert "| noise-constant@0.05 | 1 |" in markdown.read_text() and "affine projection" in markdown.read_text()
+    saved = TrainConfig.from_dict(load_checkpoint(tmp_path / "sweep" / "roth-constant@0.5-every2-seed0")["config"])
+    assert (saved.gamma0, saved.reg_every, saved.content, saved.adv_weight) == (0.5, 2, "none", 1.0)
+    assert saved.model.projection == "affine"
+    noise = read_metrics(tmp_path / "sweep" / "noise-constant@0.05-seed0")
+    assert noise[-1]["sigma"] == 0.05 and noise[-1]["loss_content"] == 0
