@@ -413,6 +413,7 @@ def plot_sr(runs: dict[str, list[list[dict[str, Any]]]], path: Path) -> Path:
             axis.plot(steps, values, label=name)
         axis.set_xlabel("step (GAN phase)")
         axis.set_ylabel(label)
+        axis.ticklabel_format(axis="y", useOffset=False)  # values, not "1e-5 + 0.81" offsets
         axis.grid(alpha=0.3)
         axis.legend(fontsize="small")
     figure.tight_layout()
