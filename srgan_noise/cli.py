@@ -194,6 +194,10 @@ def upscale(
 
     Grey, RGBA (alpha upscaled separately), palette and 16-bit PNG/TIFF inputs are written back in their mode and depth.
 
+    Animated or multi-page images are upscaled from their first frame, with a one-line warning.
+
+    Memory is the output's own 8-bit (or 16-bit) size plus about 1 GB; an output that does not fit in the available memory or disk is refused up front.
+
     Bad inputs are reported one line each and skipped; the others are still upscaled, and the exit status is 2 if any failed."""
     from srgan_noise.upscale import UpscaleConfig, upscale_files
 

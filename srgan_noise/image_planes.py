@@ -2,17 +2,28 @@
 bit depth, so an upscaled image is written back as grey, RGBA or 16-bit like its input.
 
 Pillow cuts 16-bit RGB(A) to 8 bits, so those files take their own paths: PNGs are
-decoded twice by Pillow (high bytes, then low bytes) and written by a small PNG
-writer; TIFFs go through tifffile (a scikit-image dependency)."""
+decoded twice by Pillow (high bytes, then low bytes); TIFFs go through tifffile (a
+scikit-image dependency).
+
+Writing starts from an interleaved (H, W, C) uint8 or uint16 array, which `srgan upscale`
+fills tile by tile, so a large output is never held as floats: PNG is written by a small
+streaming writer and TIFF by tifffile straight from the array; JPEG and WebP go through
+Pillow, which shares the array's memory for L, RGBA and RGBX (RGB padded to 4 bytes,
+Pillow's own layout of RGB)."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import struct
+import tempfile
+import time
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 import numpy as np
 import tifffile
@@ -81,45 +92,166 @@ def read_planes(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImagePlanes
     return ImagePlanes(colour, alpha, grey=grey, bits=8, icc_profile=icc_profile)
 
 
-def write_planes(planes: ImagePlanes, path: Path, quality: int = 95) -> None:
+def write_planes(planes: ImagePlanes, path: Path, quality: int = 95, overwrite: bool = True) -> None:
     """Atomically write the planes in their mode; the file format follows the suffix.
-    JPEG and WebP hold 8 bits, so 16-bit planes are written at 8 bits there."""
+    JPEG and WebP hold 8 bits, so 16-bit planes are written at 8 bits there.
+    `overwrite` False: an existing file is never replaced (see `write_array`)."""
+    file_format = _file_format(path, planes.alpha is not None)
+    layout = PixelLayout.of(planes.grey, planes.alpha is not None, planes.bits, file_format)
+    array = np.empty(layout.shape(*planes.colour.shape[1:]), layout.dtype)
+    array[..., :layout.colour_channels] = quantise(planes.colour, planes.grey, layout.bits)
+    if planes.alpha is not None:
+        array[..., layout.colour_channels:layout.colour_channels + 1] = quantise(planes.alpha, False, layout.bits)
+    if layout.padded:
+        array[..., -1] = 255
+    write_array(array, layout, path, planes.icc_profile, quality, overwrite)
+
+
+@dataclass(frozen=True)
+class PixelLayout:
+    """How an output is held for writing: (H, W, channels) of `dtype`, colour first
+    (1 grey channel or 3), then alpha, then, if `padded`, an unused fourth byte
+    (RGBX, which Pillow saves as JPEG or WebP without copying)."""
+
+    grey: bool
+    alpha: bool
+    bits: int
+    padded: bool
+
+    @classmethod
+    def of(cls, grey: bool, alpha: bool, bits: int, file_format: str) -> PixelLayout:
+        deep = bits == 16 and file_format in ("PNG", "TIFF")
+        return cls(grey, alpha, 16 if deep else 8, padded=file_format in ("JPEG", "WEBP") and not grey and not alpha)
+
+    @property
+    def colour_channels(self) -> int:
+        return 1 if self.grey else 3
+
+    @property
+    def channels(self) -> int:
+        return self.colour_channels + self.alpha + self.padded
+
+    @property
+    def dtype(self) -> type:
+        return np.uint16 if self.bits == 16 else np.uint8
+
+    def shape(self, height: int, width: int) -> tuple[int, int, int]:
+        return height, width, self.channels
+
+    def nbytes(self, height: int, width: int) -> int:
+        return height * width * self.channels * self.bits // 8
+
+
+def quantise(planes: torch.Tensor, grey: bool, bits: int) -> np.ndarray:
+    """(3, H, W) colour, or (1, H, W) alpha with grey False, float, any range ->
+    (H, W, 1 or 3) integers of `bits`: grey as luma, clamped to [0, 1], rounded."""
+    if grey:
+        planes = sum(weight * channel for weight, channel in zip(LUMA, planes))[None]
+    peak = 2**bits - 1
+    values = planes.clamp(0, 1).mul(peak).round()
+    return values.permute(1, 2, 0).numpy().astype(np.uint16 if bits == 16 else np.uint8)
+
+
+def write_array(array: np.ndarray, layout: PixelLayout, path: Path, icc_profile: bytes | None = None,
+                quality: int = 95, overwrite: bool = True) -> None:
+    """Write (H, W, C) pixels in `layout` to `path` (format from the suffix) without a
+    float or full-size copy for PNG, TIFF and JPEG/WebP from L, RGBA or RGBX.
+    Through a temporary file beside `path`: with `overwrite` False it is linked to
+    `path` only if no file is there by then, else UserError (another process wrote it)."""
+    file_format = _file_format(path, layout.alpha)
+    grey = layout.grey
+    with created_path(path, overwrite) as tmp:
+        if file_format == "PNG":
+            with open(tmp, "wb") as file:
+                _write_png(file, array, icc_profile)
+        elif file_format == "TIFF":
+            tifffile.imwrite(tmp, array[..., 0] if array.shape[2] == 1 else array,
+                             photometric="minisblack" if grey else "rgb", planarconfig="contig",
+                             extrasamples=(2,) if layout.alpha else None,  # unassociated alpha
+                             iccprofile=icc_profile)
+        else:
+            height, width = array.shape[:2]
+            modes = {(True, False): "L", (False, True): "RGBA", (False, False): "RGBX"}
+            mode = modes.get((grey, layout.alpha))
+            if mode is not None and array.shape[2] == len(mode) and array.flags.c_contiguous:
+                image = Image.frombuffer(mode, (width, height), array, "raw", mode, 0, 1)  # shares memory
+            else:
+                image = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
+            icc = {"icc_profile": icc_profile} if icc_profile and not (grey and file_format == "WEBP") else {}
+            image.save(tmp, format=file_format, quality=quality, **icc)
+
+
+def _file_format(path: Path, alpha: bool) -> str:
     file_format = FORMATS.get(path.suffix.lower())
     if file_format is None:
         raise UserError(f"{path}: unknown image extension (use {', '.join(sorted(FORMATS))})")
-    if file_format == "JPEG" and planes.alpha is not None:
+    if file_format == "JPEG" and alpha:
         raise UserError(f"{path}: JPEG cannot store the alpha channel; write .png or .webp")
-    bits = planes.bits if file_format in ("PNG", "TIFF") else 8
-    array = _interleave(planes, bits)  # (H, W, C) uint8 or uint16
-    icc = {"icc_profile": planes.icc_profile} if planes.icc_profile and not (planes.grey and file_format == "WEBP") else {}
-    if bits == 16 and file_format == "TIFF":
+    return file_format
+
+
+TEMPORARY_CHARACTERS = "[a-z0-9_]{8}"  # tempfile.mkstemp's random part, as atomic_path uses it
+STALE_SECONDS = 60  # a temporary file untouched this long is not being written
+
+
+@contextlib.contextmanager
+def created_path(path: Path, overwrite: bool = True) -> Iterator[str]:
+    """atomic_path, and with `overwrite` False an exclusive create: the temporary file
+    is hard-linked to `path` (which fails if any file is there by then, so two writers
+    never replace each other's output) and then removed. Where the file system has no
+    hard links, falls back to a check then a rename."""
+    if overwrite:
         with atomic_path(path, suffix=path.suffix) as tmp:
-            tifffile.imwrite(tmp, array[..., 0] if array.shape[2] == 1 else array,
-                             photometric="minisblack" if planes.grey else "rgb",
-                             extrasamples=(2,) if planes.alpha is not None else None,  # unassociated alpha
-                             iccprofile=planes.icc_profile)
-    elif bits == 16 and array.shape[2] > 1:
-        with atomic_path(path, suffix=path.suffix) as tmp:
-            Path(tmp).write_bytes(_png16(array, planes.icc_profile))
-    else:
-        image = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
-        params = {"quality": quality} if file_format in ("JPEG", "WEBP") else {}
-        with atomic_path(path, suffix=path.suffix) as tmp:
-            image.save(tmp, format=file_format, **params, **icc)
+            yield tmp
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # a full disk fails here, not after the link
+        finally:
+            os.close(fd)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise UserError(f"{path}: already exists (written by another process?); use --force to overwrite") from None
+        except OSError:  # no hard links here (FAT, some network shares)
+            if path.exists():
+                raise UserError(f"{path}: already exists (written by another process?); "
+                                "use --force to overwrite") from None
+            os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Delete the temporary files that killed writes of `path` left beside it (named
+    as atomic_path names them: .NAME.XXXXXXXX.SUFFIX), if untouched for STALE_SECONDS
+    (a younger one may be another process's write in progress). Returns those deleted."""
+    pattern = re.compile(re.escape(f".{path.name}.") + TEMPORARY_CHARACTERS + re.escape(path.suffix))
+    removed = []
+    try:
+        candidates = [p for p in path.parent.iterdir() if pattern.fullmatch(p.name)]
+    except OSError:
+        return removed
+    for candidate in candidates:
+        try:
+            if candidate.is_file() and time.time() - candidate.stat().st_mtime > STALE_SECONDS:
+                candidate.unlink()
+                removed.append(candidate)
+        except OSError:
+            pass  # gone meanwhile, or not ours to delete
+    return removed
 
 
 def _repeat(grey: torch.Tensor) -> torch.Tensor:
     return grey[None].expand(3, -1, -1).contiguous()
-
-
-def _interleave(planes: ImagePlanes, bits: int) -> np.ndarray:
-    colour = planes.colour
-    if planes.grey:
-        colour = sum(weight * channel for weight, channel in zip(LUMA, colour))[None]
-    channels = [colour] + ([planes.alpha] if planes.alpha is not None else [])
-    peak = 2**bits - 1
-    stacked = torch.cat(channels).clamp(0, 1).mul(peak).round()
-    return stacked.permute(1, 2, 0).numpy().astype(np.uint16 if bits == 16 else np.uint8)
 
 
 @contextlib.contextmanager
@@ -135,11 +267,15 @@ def _pixel_guard_off() -> Iterator[None]:
 
 
 def _check_pixels(path: Path, max_pixels: int) -> None:
+    """The pixel limit, and a warning for animated or multi-page files (the first frame is read)."""
     try:
         with Image.open(path) as image:
             width, height = image.size
+            frames = getattr(image, "n_frames", 1)
     except (OSError, SyntaxError, ValueError):
         return  # open_image reports unreadable files with its own messages
+    if frames > 1:
+        warnings.warn(f"{path}: animated image with {frames} frames; only the first is upscaled")
     if width * height > max_pixels:
         raise UserError(f"{path}: {width}x{height} is {width * height:,} pixels, over the limit of "
                         f"{max_pixels:,} (Pillow's decompression-bomb guard); raise it with --max-pixels")
@@ -186,17 +322,43 @@ def _decode_png_as(path: Path, rawmode: str) -> np.ndarray:
         return np.asarray(image)
 
 
-def _png16(array: np.ndarray, icc_profile: bytes | None) -> bytes:
-    """A 16-bit PNG (colour type grey+alpha, RGB or RGBA) of (H, W, C) uint16, rows unfiltered."""
+PNG_ROWS = 64  # rows filtered and compressed at a time
+
+
+def _write_png(file: BinaryIO, array: np.ndarray, icc_profile: bytes | None) -> None:
+    """(H, W, C) uint8 or uint16 as a PNG (grey, grey+alpha, RGB, RGBA by C), streamed
+    PNG_ROWS rows at a time, each row Paeth-filtered (good for smooth upscaled images)."""
     height, width, channels = array.shape
-    colour_type = {2: 4, 3: 2, 4: 6}[channels]
+    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    depth = array.dtype.itemsize * 8
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    rows = np.zeros((height, 1 + width * channels * 2), dtype=np.uint8)  # filter byte 0 (none) per row
-    rows[:, 1:] = np.ascontiguousarray(array, dtype=">u2").view(np.uint8).reshape(height, -1)
-    header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
-    icc = chunk(b"iCCP", b"icc\0\0" + zlib.compress(icc_profile)) if icc_profile else b""
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + icc
-            + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)) + chunk(b"IEND", b""))
+    file.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, 0)))
+    if icc_profile:
+        file.write(chunk(b"iCCP", b"icc\0\0" + zlib.compress(icc_profile)))
+    compressor = zlib.compressobj(6)
+    pixel_bytes = channels * array.dtype.itemsize
+    above = np.zeros(width * pixel_bytes, dtype=np.int16)  # the row before the first is zeros
+    for start in range(0, height, PNG_ROWS):
+        strip = np.ascontiguousarray(array[start:start + PNG_ROWS], dtype=">u2" if depth == 16 else np.uint8)
+        rows = strip.view(np.uint8).reshape(len(strip), -1).astype(np.int16)
+        up = np.concatenate([above[None], rows[:-1]])
+        left = np.zeros_like(rows)
+        left[:, pixel_bytes:] = rows[:, :-pixel_bytes]
+        up_left = np.zeros_like(rows)
+        up_left[:, pixel_bytes:] = up[:, :-pixel_bytes]
+        guess = left + up - up_left
+        distance_left, distance_up, distance_up_left = (np.abs(guess - left), np.abs(guess - up),
+                                                        np.abs(guess - up_left))
+        predictor = np.where((distance_left <= distance_up) & (distance_left <= distance_up_left), left,
+                             np.where(distance_up <= distance_up_left, up, up_left))
+        filtered = np.empty((len(rows), rows.shape[1] + 1), dtype=np.uint8)
+        filtered[:, 0] = 4  # Paeth
+        filtered[:, 1:] = (rows - predictor).astype(np.uint8)  # modulo 256
+        above = rows[-1]
+        data = compressor.compress(filtered.tobytes())
+        if data:
+            file.write(chunk(b"IDAT", data))
+    file.write(chunk(b"IDAT", compressor.flush()) + chunk(b"IEND", b""))

@@ -12,11 +12,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator, TypeVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from rich.console import Console
@@ -24,7 +26,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from srgan_noise.errors import UserError
 from srgan_noise.generator import Generator, receptive_radius
-from srgan_noise.image_planes import DEFAULT_MAX_PIXELS, FORMATS, ImagePlanes, read_planes, write_planes
+from srgan_noise.image_planes import (DEFAULT_MAX_PIXELS, FORMATS, ImagePlanes, PixelLayout, quantise, read_planes,
+                                     remove_stale_temporaries, write_array)
 from srgan_noise.images import is_image_path
 from srgan_noise.projection import project_in_place
 from srgan_noise.tiles import plan_tiles, tile_batches
@@ -36,6 +39,7 @@ AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 MIN_TILE = 32  # the out-of-memory fallback halves the tile down to this
 
 TileProgress = Callable[[int, int], None]  # (tiles done, tiles in the image)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,9 @@ class UpscaleConfig:
             raise UserError("no inputs given")
 
 
+TileStore = Callable[[slice, slice, torch.Tensor], None]  # (output rows, output columns, (3, h, w) float)
+
+
 def upscale(generator: Generator, image: torch.Tensor, tile: int = 256, overlap: int | None = None,
             batch_tiles: int = 4, precision: str = "fp32", progress: TileProgress | None = None) -> torch.Tensor:
     """Super-resolve (3, H, W) float in [0, 1] tile by tile -> (3, H*scale, W*scale)
@@ -80,7 +87,25 @@ def upscale(generator: Generator, image: torch.Tensor, tile: int = 256, overlap:
     With `overlap` None (the receptive radius) the output equals generator(image[None])[0];
     an affine projection runs once, on the assembled output (it is global along each axis).
     `precision` fp16/bf16 autocasts; a batch whose output is not finite is redone in fp32.
-    Errors propagate (torch.cuda.OutOfMemoryError included; see upscale_fitting_memory)."""
+    Errors propagate (torch.cuda.OutOfMemoryError included; see upscale_fitting_memory).
+    `upscale_files` does not hold this float output: see upscale_into."""
+    scale = generator.config.scale
+    output = torch.empty(3, image.shape[1] * scale, image.shape[2] * scale)  # on the CPU, outside inference mode
+
+    def store(rows: slice, columns: slice, pixels: torch.Tensor) -> None:
+        output[:, rows, columns] = pixels
+
+    upscale_tiles(generator, image, store, tile, overlap, batch_tiles, precision, progress)
+    if generator.config.projection == "affine":  # global along each axis: on the assembled output, exactly
+        project_in_place(output, image.float().cpu(), scale)
+    return output
+
+
+def upscale_tiles(generator: Generator, image: torch.Tensor, store: TileStore, tile: int = 256,
+                  overlap: int | None = None, batch_tiles: int = 4, precision: str = "fp32",
+                  progress: TileProgress | None = None) -> None:
+    """The tiled forward of `upscale` without its projection: hands each tile's part of
+    the (3, H*scale, W*scale) output, float32 on the CPU, to `store` as it is made."""
     if image.ndim != 3 or image.shape[0] != 3 or 0 in image.shape:
         raise ValueError(f"image must be (3, H, W) with H, W >= 1, got {tuple(image.shape)}")
     if not image.is_floating_point():
@@ -94,7 +119,6 @@ def upscale(generator: Generator, image: torch.Tensor, tile: int = 256, overlap:
     device = next(generator.parameters()).device
     _, height, width = image.shape
     tiles = plan_tiles(height, width, tile, overlap)
-    output = torch.empty(3, height * scale, width * scale)  # on the CPU, outside inference mode
     done = redone = 0
     batches = tile_batches(tiles, batch_tiles)
     with torch.inference_mode():
@@ -112,17 +136,15 @@ def upscale(generator: Generator, image: torch.Tensor, tile: int = 256, overlap:
                 output_end_y_tile = output_start_y_tile + (output_end_y - output_start_y)
                 output_start_x_tile = (t.input_start_x - t.input_start_x_pad) * scale
                 output_end_x_tile = output_start_x_tile + (output_end_x - output_start_x)
-                output[:, output_start_y:output_end_y, output_start_x:output_end_x] = \
-                    window_output[:, output_start_y_tile:output_end_y_tile, output_start_x_tile:output_end_x_tile]
+                store(slice(output_start_y, output_end_y), slice(output_start_x, output_end_x),
+                      window_output[:, output_start_y_tile:output_end_y_tile, output_start_x_tile:output_end_x_tile])
+            del windows, result  # before the next batch's, not beside them
             done += len(batch)
             if progress is not None:
                 progress(done, len(tiles))
-    if generator.config.projection == "affine":  # global along each axis: on the assembled output, exactly
-        project_in_place(output, image.float().cpu(), scale)
     if redone:
         warnings.warn(f"{precision} output was not finite in {redone} of {len(batches)} tile batches; "
                       "those were recomputed in fp32")
-    return output
 
 
 def forward_finite(generator: Generator, windows: torch.Tensor, precision: str) -> tuple[torch.Tensor, bool]:
@@ -146,9 +168,15 @@ def upscale_fitting_memory(generator: Generator, image: torch.Tensor, tile: int,
     """upscale(), retried after a CUDA out-of-memory error with half the tiles per
     batch, then (at one a batch) half the tile, down to MIN_TILE; the error propagates
     after that. Returns the output and the tile and batch_tiles that fitted."""
+    return fitting_memory(lambda tile, batch_tiles: upscale(generator, image, tile, overlap, batch_tiles, precision,
+                                                            progress), tile, batch_tiles)
+
+
+def fitting_memory(run: Callable[[int, int], T], tile: int, batch_tiles: int) -> tuple[T, int, int]:
+    """run(tile, batch_tiles), retried as upscale_fitting_memory describes."""
     while True:
         try:
-            return upscale(generator, image, tile, overlap, batch_tiles, precision, progress), tile, batch_tiles
+            return run(tile, batch_tiles), tile, batch_tiles
         except torch.cuda.OutOfMemoryError:
             if batch_tiles == 1 and tile <= MIN_TILE:
                 raise
@@ -172,20 +200,112 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "fp16" if precision == "auto" else precision
 
 
-def upscale_planes(generator: Generator, planes: ImagePlanes, config: UpscaleConfig, tile: int, batch_tiles: int,
-                   precision: str, progress: TileProgress | None = None) -> tuple[ImagePlanes, int, int]:
-    """Colour through the generator, alpha bicubic or through the generator too.
-    Returns the upscaled planes and the tile and batch_tiles that fitted in memory."""
-    colour, tile, batch_tiles = upscale_fitting_memory(generator, planes.colour, tile, config.overlap,
-                                                       batch_tiles, precision, progress)
-    alpha = planes.alpha
-    if alpha is not None and config.alpha == "model":
-        alpha, tile, batch_tiles = upscale_fitting_memory(generator, alpha.expand(3, -1, -1), tile, config.overlap,
-                                                          batch_tiles, precision, progress)
-        alpha = alpha.mean(0, keepdim=True)
-    elif alpha is not None:
-        alpha = F.interpolate(alpha[None], scale_factor=generator.config.scale, mode="bicubic", align_corners=False)[0]
-    return dataclasses.replace(planes, colour=colour, alpha=alpha), tile, batch_tiles
+def upscale_into(generator: Generator, planes: ImagePlanes, array: np.ndarray, layout: PixelLayout,
+                 config: UpscaleConfig, tile: int, batch_tiles: int, precision: str,
+                 progress: TileProgress | None = None) -> tuple[int, int]:
+    """Upscale the planes straight into `array` (H*scale, W*scale, channels) in `layout`,
+    each tile quantised as it is made: no float copy of the output, except for an affine
+    projection, which needs the whole float colour output (see output_memory).
+    Colour through the generator; alpha bicubic (in row strips) or through the generator too.
+    Returns the tile and batch_tiles that fitted in memory."""
+    scale = generator.config.scale
+    colour_channels = slice(0, layout.colour_channels)
+    if generator.config.projection == "affine":
+        colour, tile, batch_tiles = upscale_fitting_memory(generator, planes.colour, tile, config.overlap,
+                                                           batch_tiles, precision, progress)
+        for start in range(0, colour.shape[1], QUANTISE_ROWS):
+            array[start:start + QUANTISE_ROWS, :, colour_channels] = quantise(
+                colour[:, start:start + QUANTISE_ROWS], layout.grey, layout.bits)
+        del colour
+    else:
+        def store_colour(rows: slice, columns: slice, pixels: torch.Tensor) -> None:
+            array[rows, columns, colour_channels] = quantise(pixels, layout.grey, layout.bits)
+
+        _, tile, batch_tiles = fitting_memory(
+            lambda tile, batch_tiles: upscale_tiles(generator, planes.colour, store_colour, tile, config.overlap,
+                                                    batch_tiles, precision, progress), tile, batch_tiles)
+    alpha_channel = slice(layout.colour_channels, layout.colour_channels + 1)
+    if planes.alpha is not None and config.alpha == "model":
+        def store_alpha(rows: slice, columns: slice, pixels: torch.Tensor) -> None:
+            array[rows, columns, alpha_channel] = quantise(pixels.mean(0, keepdim=True), False, layout.bits)
+
+        _, tile, batch_tiles = fitting_memory(
+            lambda tile, batch_tiles: upscale_tiles(generator, planes.alpha.expand(3, -1, -1), store_alpha, tile,
+                                                    config.overlap, batch_tiles, precision, progress),
+            tile, batch_tiles)
+    elif planes.alpha is not None:
+        for rows, pixels in bicubic_strips(planes.alpha, scale):
+            array[rows, :, alpha_channel] = quantise(pixels, False, layout.bits)
+    if layout.padded:
+        array[..., -1] = 255
+    return tile, batch_tiles
+
+
+QUANTISE_ROWS = 256  # output rows quantised at a time
+BICUBIC_CONTEXT = 3  # LR rows beyond a strip that its bicubic output rows can reach (2), plus one
+
+
+def bicubic_strips(plane: torch.Tensor, scale: int, rows: int = 64) -> Iterator[tuple[slice, torch.Tensor]]:
+    """F.interpolate(plane[None], scale, bicubic)[0] of (C, H, W) float, as
+    (output rows, (C, rows*scale, W*scale)) strips of `rows` LR rows each: each strip is
+    interpolated with BICUBIC_CONTEXT rows of context on both sides (clamped at the
+    image border, as F.interpolate clamps), so the strips equal the whole."""
+    height = plane.shape[1]
+    for start in range(0, height, rows):
+        end = min(start + rows, height)
+        context_start, context_end = max(start - BICUBIC_CONTEXT, 0), min(end + BICUBIC_CONTEXT, height)
+        strip = F.interpolate(plane[None, :, context_start:context_end], scale_factor=scale, mode="bicubic",
+                              align_corners=False)[0]
+        offset = (start - context_start) * scale
+        yield slice(start * scale, end * scale), strip[:, offset:offset + (end - start) * scale]
+
+
+def output_memory(height: int, width: int, layout: PixelLayout, affine: bool) -> int:
+    """Bytes `srgan upscale` holds for an output of height x width beyond the input
+    planes: the pixel array, the float colour output of an affine projection, and
+    OVERHEAD for the tile windows, the model and the writer's strips."""
+    return layout.nbytes(height, width) + (3 * 4 * height * width if affine else 0) + OVERHEAD
+
+
+OVERHEAD = 1 << 30  # bytes; measured at most 0.8 GB beyond the output with tile 256 (scripts/bench_upscale_memory.py)
+ENCODED_FRACTION = {"PNG": 1.0, "TIFF": 1.0, "JPEG": 0.25, "WEBP": 0.25}  # of the raw bytes, upper bounds
+GIB = 2**30
+
+
+def available_memory() -> int | None:
+    """MemAvailable from /proc/meminfo in bytes; None where there is none (not Linux)."""
+    try:
+        with open("/proc/meminfo") as file:
+            for line in file:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def room_problem(source: Path, target: Path, height: int, width: int, layout: PixelLayout,
+                 affine: bool) -> str | None:
+    """Why an output of height x width cannot be made: too large for its format, for the
+    available memory, or for the free disk space at `target`; None if it fits."""
+    file_format = FORMATS[target.suffix.lower()]
+    limit = {"JPEG": 65_535, "WEBP": 16_383}.get(file_format)
+    if limit is not None and max(height, width) > limit:
+        return f"{source}: the {width}x{height} output is over {file_format}'s {limit:,}-pixel side limit; use --ext png"
+    needed, available = output_memory(height, width, layout, affine), available_memory()
+    if available is not None and needed > available:
+        return (f"{source}: the {width}x{height} output needs {needed / GIB:.1f} GiB of memory, "
+                f"{available / GIB:.1f} GiB is available")
+    encoded = int(layout.nbytes(height, width) * (layout.channels - layout.padded) / layout.channels
+                  * ENCODED_FRACTION[file_format])
+    folder = target.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if encoded > free:
+        return (f"{target}: the output may need up to {encoded / GIB:.1f} GiB on disk, "
+                f"{free / GIB:.1f} GiB is free in {folder}")
+    return None
 
 
 @dataclass(frozen=True)
@@ -233,23 +353,23 @@ def upscale_files(config: UpscaleConfig, console: Console | None = None) -> Upsc
                 report.failed.append(job.problem)
                 progress.advance(images)
                 continue
+            failure = None
             try:
-                planes = read_planes(job.source, config.max_pixels)
-                if planes.alpha is not None and FORMATS[job.target.suffix.lower()] == "JPEG":
-                    raise UserError(f"{job.source}: has an alpha channel, which JPEG cannot store; use --ext png or webp")
-                upscaled, tile, batch_tiles = upscale_planes(
-                    generator, planes, config, tile, batch_tiles, precision,
-                    lambda done, total: progress.update(tiles, completed=done, total=total))
-                _write(upscaled, job.target)
+                tile, batch_tiles = _upscale_file(generator, job, config, tile, batch_tiles, precision,
+                                                  lambda done, total: progress.update(tiles, completed=done, total=total))
                 report.written.append(job.target)
                 progress.console.print(f"wrote {job.target}", highlight=False, soft_wrap=True)
             except UserError as error:
-                report.failed.append(str(error))
-                progress.console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+                failure = str(error)
             except torch.cuda.OutOfMemoryError:
-                report.failed.append(f"{job.source}: CUDA out of memory even with --tile {min(tile, MIN_TILE)} "
-                                     "--batch-tiles 1")
-                progress.console.print(f"[red]error:[/] {report.failed[-1]}", highlight=False, soft_wrap=True)
+                failure = f"{job.source}: CUDA out of memory even with --tile {min(tile, MIN_TILE)} --batch-tiles 1"
+            except MemoryError:
+                failure = f"{job.source}: out of memory while upscaling (taken by other processes meanwhile?)"
+            except FloatingPointError as error:
+                failure = f"{job.source}: {error}"
+            if failure is not None:
+                report.failed.append(failure)
+                progress.console.print(f"[red]error:[/] {failure}", highlight=False, soft_wrap=True)
             progress.advance(images)
     return report
 
@@ -268,7 +388,9 @@ def plan_jobs(config: UpscaleConfig, scale: int, console: Console) -> list[Job]:
         if out_is_file and config.ext != "auto" and FORMATS[out.suffix.lower()] != FORMATS["." + config.ext]:
             raise UserError(f"--ext {config.ext} contradicts -o {out}")
         if not out_is_file and out.exists() and not out.is_dir():
-            raise UserError(f"-o {out}: not a folder, and there are several inputs")
+            why = ("there are several inputs" if len(config.inputs) > 1 else "the input is a folder" if not one_file
+                   else "a name without an image extension is a folder")
+            raise UserError(f"-o {out}: is a file, not a folder ({why}); name a folder, or a new file for one input")
         _check_writable(out.parent if out_is_file else out)
     sources: list[Path | Job] = []
     for text in config.inputs:
@@ -309,7 +431,10 @@ def plan_jobs(config: UpscaleConfig, scale: int, console: Console) -> list[Job]:
 def _folder_images(folder: Path, scale: int, beside: bool, console: Console) -> list[Path | Job]:
     """Image files directly in `folder`, sorted, without hidden files, and, when outputs
     go beside their inputs, without earlier outputs (NAME_x4.png next to NAME.*)."""
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    try:
+        files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    except OSError as error:
+        return [Job(folder, problem=f"{folder}: cannot list this folder ({error.strerror or error})")]
     images = [p for p in files if is_image_path(p)]
     stems = {p.stem for p in images}
     earlier = re.compile(rf"(.+)_x{scale}")
@@ -344,11 +469,31 @@ def _check_writable(folder: Path) -> None:
         raise UserError(problem)
 
 
-def _write(planes: ImagePlanes, target: Path) -> None:
+def _upscale_file(generator: Generator, job: Job, config: UpscaleConfig, tile: int, batch_tiles: int,
+                  precision: str, progress: TileProgress) -> tuple[int, int]:
+    """Read, check the room for, upscale and write one input. Peak memory: the input
+    planes, the output's integer array (see output_memory) and the tile windows.
+    Returns the tile and batch_tiles that fitted."""
+    planes = read_planes(job.source, config.max_pixels)
+    file_format = FORMATS[job.target.suffix.lower()]
+    if planes.alpha is not None and file_format == "JPEG":
+        raise UserError(f"{job.source}: has an alpha channel, which JPEG cannot store; use --ext png or webp")
+    layout = PixelLayout.of(planes.grey, planes.alpha is not None, planes.bits, file_format)
+    scale = generator.config.scale
+    height, width = planes.colour.shape[1] * scale, planes.colour.shape[2] * scale
+    problem = room_problem(job.source, job.target, height, width, layout, generator.config.projection == "affine")
+    if problem is not None:
+        raise UserError(problem)
+    array = np.empty(layout.shape(height, width), layout.dtype)  # pages are taken as tiles fill them
+    tile, batch_tiles = upscale_into(generator, planes, array, layout, config, tile, batch_tiles, precision, progress)
+    icc_profile = planes.icc_profile
+    del planes  # the writer needs the array alone
+    remove_stale_temporaries(job.target)
     try:
-        write_planes(planes, target)
+        write_array(array, layout, job.target, icc_profile, overwrite=config.force)
     except OSError as error:
-        raise UserError(f"{target}: cannot write ({error.strerror or error})") from None
+        raise UserError(f"{job.target}: cannot write ({error.strerror or error})") from None
+    return tile, batch_tiles
 
 
 def _progress(console: Console, enabled: bool) -> Progress:

@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import tifffile
@@ -5,7 +7,8 @@ import torch
 from PIL import Image, ImageCms, ImageOps
 
 from srgan_noise.errors import UserError
-from srgan_noise.image_planes import ImagePlanes, read_planes, write_planes
+from srgan_noise.image_planes import (ImagePlanes, PixelLayout, quantise, read_planes, remove_stale_temporaries,
+                                     write_planes)
 
 
 def _pixels(rng, shape, dtype=np.uint8):
@@ -82,3 +85,53 @@ def test_exception(tmp_path):
     with pytest.raises(UserError, match="unknown image extension"):
         write_planes(_planes(3, 8), tmp_path / "out.gif")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.png"]
+
+
+def test_png_writer_streams_strips_and_pillow_reads_it(tmp_path):  # 150 rows: three strips
+    rng = np.random.default_rng(3)
+    for mode, shape in (("L", (150, 7)), ("LA", (150, 7, 2)), ("RGB", (150, 7, 3)), ("RGBA", (150, 7, 4))):
+        array = _pixels(rng, shape)
+        Image.fromarray(array).save(tmp_path / f"source_{mode}.png")
+        write_planes(read_planes(tmp_path / f"source_{mode}.png"), tmp_path / f"copy_{mode}.png")
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / f"copy_{mode}.png")), array)
+
+
+def test_quantise_and_layout():
+    colour = torch.tensor([[[-0.1, 0.5]], [[1.2, 0.5]], [[0.0, 0.5]]])  # (3, 1, 2), out of range at first
+    assert quantise(colour, grey=False, bits=8).tolist() == [[[0, 255, 0], [128, 128, 128]]]
+    luma = 0.299 * -0.1 + 0.587 * 1.2  # of the unclamped colour, then clamped
+    assert quantise(colour, grey=True, bits=16).tolist() == [[[round(luma * 65535)], [32768]]]
+    layout = PixelLayout.of(grey=False, alpha=False, bits=16, file_format="JPEG")
+    assert (layout.bits, layout.channels, layout.padded, layout.nbytes(10, 20)) == (8, 4, True, 800)
+    assert PixelLayout.of(grey=True, alpha=True, bits=16, file_format="PNG").nbytes(10, 20) == 800
+
+
+def test_exclusive_write_never_replaces_a_file(tmp_path):
+    target = tmp_path / "out.png"
+    target.write_bytes(b"the other process's output")
+    with pytest.raises(UserError, match=r"out.png: already exists \(written by another process\?\); use --force"):
+        write_planes(_planes(3, 8), target, overwrite=False)
+    assert target.read_bytes() == b"the other process's output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]  # no temporary file left
+    write_planes(_planes(3, 8), target)  # overwrite=True replaces it
+    assert read_planes(target).mode == "RGB"
+
+
+def test_stale_temporaries_are_removed(tmp_path):
+    target = tmp_path / "a_x4.png"
+    stale, fresh = tmp_path / ".a_x4.png.k3j_9xq2.png", tmp_path / ".a_x4.png.abcdefgh.png"
+    other, unlike = tmp_path / ".b_x4.png.k3j_9xq2.png", tmp_path / ".a_x4.png.notmine.png"
+    for path in (stale, fresh, other, unlike):
+        path.write_bytes(b"half")
+    for path in (stale, other, unlike):
+        os.utime(path, (1, 1))
+    assert remove_stale_temporaries(target) == [stale]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (fresh, other, unlike))
+
+
+def test_animated_image_warns(tmp_path):
+    frames = [Image.new("RGB", (4, 3), colour) for colour in ("red", "blue", "green")]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    with pytest.warns(UserWarning, match=r"anim.gif: animated image with 3 frames; only the first is upscaled"):
+        planes = read_planes(tmp_path / "anim.gif")
+    assert planes.colour.shape == (3, 3, 4)

@@ -1,5 +1,9 @@
+import dataclasses
 import io
 import json
+import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,9 +17,10 @@ from srgan_noise.cli import app
 from srgan_noise.config import preset
 from srgan_noise.errors import UserError
 from srgan_noise.generator import Generator, receptive_radius
-from srgan_noise.image_planes import ImagePlanes, read_planes, write_planes
-from srgan_noise.upscale import (MIN_TILE, UpscaleConfig, resolve_precision, upscale,
-                                 upscale_files, upscale_fitting_memory)
+from srgan_noise.image_planes import ImagePlanes, PixelLayout, quantise, read_planes, write_planes
+import srgan_noise.upscale as upscale_module
+from srgan_noise.upscale import (MIN_TILE, UpscaleConfig, bicubic_strips, resolve_precision, room_problem, upscale,
+                                 upscale_files, upscale_fitting_memory, upscale_into)
 import srgan_noise.weights as weights_module
 from srgan_noise.weights import save_generator, shipped_weights
 
@@ -322,6 +327,15 @@ BAD_INPUTS = {
     "weights not safetensors": lambda work, weights: ((work / "w.safetensors").write_text("{}"),
                                                       [_image(work / "a.png"), "--weights", work / "w.safetensors"],
                                                       "not a safetensors file")[1:],
+    "-o an existing file, several inputs": lambda work, weights: (
+        (work / "taken.png").write_bytes(b"x"), [_image(work / "a.png"), _image(work / "b.png"), "-o", work / "taken.png"],
+        "taken.png: is a file, not a folder (there are several inputs)")[1:],
+    "-o an existing file without extension": lambda work, weights: (
+        (work / "taken").write_bytes(b"x"), [_image(work / "a.png"), "-o", work / "taken"],
+        "taken: is a file, not a folder (a name without an image extension is a folder)")[1:],
+    "-o a folder under a file": lambda work, weights: (
+        (work / "f").write_text("x"), [_image(work / "a.png"), _image(work / "b.png"), "-o", work / "f" / "out"],
+        "cannot create this output folder")[1:],
     "too many pixels": lambda work, weights: ([_image(work / "a.png"), "--max-pixels", 100], "--max-pixels"),
     "alpha to jpg": lambda work, weights: ([_image(work / "a.png", "RGBA"), "--ext", "jpg"], "JPEG cannot store"),
     "fp16 on cpu": lambda work, weights: ([_image(work / "a.png"), "--precision", "fp16", "--device", "cpu"],
@@ -374,3 +388,129 @@ def test_cuda_fp16_matches_fp32():
     fp16 = upscale(generator, image, tile=32, precision="fp16")
     fp32 = upscale(generator, image, tile=32, precision="fp32")
     assert (fp16 - fp32).abs().max() < 2e-2 and (fp32 - _untiled(generator, image.cuda()).cpu()).abs().max() <= 1e-4
+
+
+# --- memory-bounded path, exclusive writes, room checks ------------------------------------------------------
+
+
+@pytest.mark.parametrize("grey, alpha_mode, projection", [
+    (False, None, "none"), (True, "bicubic", "none"), (False, "model", "none"), (False, "bicubic", "affine"),
+])
+def test_upscale_into_equals_the_quantised_float_output(grey, alpha_mode, projection):
+    generator = _generator(SCALE)
+    if projection == "affine":
+        generator.config = dataclasses.replace(generator.config, projection="affine")
+    colour = torch.rand(1 if grey else 3, 21, 17).expand(3, -1, -1).contiguous()
+    alpha = torch.rand(1, 21, 17) if alpha_mode else None
+    planes = ImagePlanes(colour, alpha, grey=grey, bits=8)
+    config = UpscaleConfig(inputs=("a.png",), alpha=alpha_mode or "bicubic")
+    layout = PixelLayout.of(grey, alpha is not None, 8, "PNG")
+    array = np.empty(layout.shape(21 * SCALE, 17 * SCALE), layout.dtype)
+    upscale_into(generator, planes, array, layout, config, tile=6, batch_tiles=2, precision="fp32")
+    expected = [quantise(upscale(generator, colour, tile=6), grey, 8)]
+    if alpha_mode == "model":
+        expected.append(quantise(upscale(generator, alpha.expand(3, -1, -1), tile=6).mean(0, keepdim=True), False, 8))
+    elif alpha_mode == "bicubic":
+        whole = torch.nn.functional.interpolate(alpha[None], scale_factor=SCALE, mode="bicubic", align_corners=False)[0]
+        expected.append(quantise(whole, False, 8))
+    np.testing.assert_array_equal(array, np.concatenate(expected, axis=2))
+
+
+@pytest.mark.parametrize("height, rows", [(1, 4), (9, 2), (10, 3), (7, 64)])
+def test_bicubic_strips_equal_the_whole(height, rows):
+    plane = torch.rand(1, height, 5)
+    whole = torch.nn.functional.interpolate(plane[None], scale_factor=4, mode="bicubic", align_corners=False)[0]
+    stitched = torch.empty_like(whole)
+    for output_rows, strip in bicubic_strips(plane, 4, rows):
+        stitched[:, output_rows] = strip
+    assert (stitched - whole).abs().max() <= 1e-6
+
+
+def test_room_problem(tmp_path, monkeypatch):
+    layout = PixelLayout.of(grey=False, alpha=False, bits=8, file_format="PNG")
+    source, target = tmp_path / "a.png", tmp_path / "out" / "a_x4.png"
+    monkeypatch.setattr(upscale_module, "available_memory", lambda: 2 * 2**30)
+    assert room_problem(source, target, 1000, 1000, layout, affine=False) is None
+    assert room_problem(source, target, 24000, 16000, layout, affine=False) == (  # 1.07 GiB of pixels + 1 GiB
+        f"{source}: the 16000x24000 output needs 2.1 GiB of memory, 2.0 GiB is available")
+    assert "needs 6.4 GiB of memory" in room_problem(source, target, 24000, 16000, layout, affine=True)  # + floats
+    webp = PixelLayout.of(grey=False, alpha=False, bits=8, file_format="WEBP")
+    assert room_problem(source, tmp_path / "a.webp", 20000, 10, webp, affine=False) == (
+        f"{source}: the 10x20000 output is over WEBP's 16,383-pixel side limit; use --ext png")
+    monkeypatch.setattr(upscale_module, "available_memory", lambda: None)  # not Linux: no memory check
+    monkeypatch.setattr(upscale_module.shutil, "disk_usage", lambda folder: shutil._ntuple_diskusage(1, 1, 2**29))
+    assert room_problem(source, target, 24000, 16000, layout, affine=False) == (
+        f"{target}: the output may need up to 1.1 GiB on disk, 0.5 GiB is free in {tmp_path}")
+
+
+def test_command_refuses_an_output_without_room(work, weights, monkeypatch):
+    monkeypatch.setattr(upscale_module, "available_memory", lambda: 2**20)
+    before = _files(work.parent)
+    result = _run(_image(work / "a.png"), "--weights", weights)
+    assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith(f"error: {work / 'a.png'}: the 26x18 output needs 1.0 GiB of memory, 0.0 GiB")
+    assert _files(work.parent) == before + [(work / "a.png").relative_to(work.parent)]
+
+
+def test_command_never_replaces_an_output_written_meanwhile(work, weights, monkeypatch):
+    target = work / "a_x2.png"
+    real = upscale_module.upscale_into
+
+    def and_another_process_writes(*args, **kwargs):  # between planning (no target yet) and writing
+        target.write_bytes(b"the other process's output")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(upscale_module, "upscale_into", and_another_process_writes)
+    result = _run(_image(work / "a.png"), "--weights", weights)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"error: {target}: already exists (written by another process?); use --force to overwrite"]
+    assert target.read_bytes() == b"the other process's output"
+    assert sorted(p.name for p in work.iterdir()) == ["a.png", "a_x2.png"]  # no temporary file left
+    assert _run(work / "a.png", "--weights", weights, "--force").exit_code == 0  # --force replaces it
+    assert read_planes(target).mode == "RGB"
+
+
+def test_command_removes_stale_temporaries_of_its_outputs(work, weights):
+    stale, fresh, unrelated = work / ".a_x2.png.k3j_9xq2.png", work / ".a_x2.png.abcdefgh.png", work / ".b.png.k3j_9xq2.png"
+    for path in (stale, fresh, unrelated):
+        path.write_bytes(b"half an image")
+    os.utime(stale, (1, 1))
+    os.utime(unrelated, (1, 1))
+    result = _run(_image(work / "a.png"), "--weights", weights)
+    assert result.exit_code == 0, result.stderr
+    assert not stale.exists() and fresh.exists() and unrelated.exists()  # fresh: maybe another process's write
+
+
+def test_command_warns_about_animated_images(work, weights):
+    frames = [Image.new("RGB", (6, 5), colour) for colour in ("red", "blue")]
+    frames[0].save(work / "anim.gif", save_all=True, append_images=frames[1:])
+    result = _run(work / "anim.gif", "--weights", weights)
+    assert result.exit_code == 0
+    assert result.stderr.splitlines() == [
+        f"warning: {work / 'anim.gif'}: animated image with 2 frames; only the first is upscaled",
+        f"wrote {work / 'anim_x2.png'}"]
+
+
+def test_command_reports_non_finite_output_per_file(work, weights, monkeypatch):
+    monkeypatch.setattr(upscale_module, "load_generator",
+                        lambda path, device: Flaky(_generator(SCALE), nan_always=True))
+    result = _run(_image(work / "a.png"), "--weights", weights)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"error: {work / 'a.png'}: the generator's output is not finite even in fp32 (non-finite input or weights)"]
+
+
+def test_command_unlistable_input_folder(work, weights, monkeypatch):
+    (work / "d").mkdir()
+    real = Path.iterdir
+
+    def iterdir(self):
+        if self.name == "d":
+            raise PermissionError(13, "Permission denied")
+        return real(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    result = _run(work / "d", "--weights", weights)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [f"error: {work / 'd'}: cannot list this folder (Permission denied)"]
