@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+from srgan_noise.errors import UserError
+
+# atomic_path's temporary names: "." + the target's name + "." + mkstemp's 8 random characters + the suffix.
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}(?P<suffix>\.[^.]+)")
 
 
 @contextlib.contextmanager
@@ -14,12 +22,18 @@ def atomic_path(path: Path, suffix: str = ".tmp") -> Iterator[str]:
     """A temporary file beside `path`, renamed onto it once the body succeeds and
     removed if it fails: readers see the old file or the whole new one. The
     suffix lets writers that choose a format by extension see the right one.
-    Permissions follow the umask (mkstemp's own are 0600)."""
+    Permissions follow the umask (mkstemp's own are 0600). The data reach the
+    disk (fsync) before the rename, so a full disk fails here, not later."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(fd)
     try:
         yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
@@ -33,3 +47,43 @@ def write_text_atomic(path: Path, text: str) -> None:
     """`text` (UTF-8) to `path` through atomic_path."""
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text, encoding="utf-8")
+
+
+@contextlib.contextmanager
+def reporting_write_errors(path: Path, kept: str = "the previous file is kept") -> Iterator[None]:
+    """Turn an OSError while writing `path` (a full disk, a read-only folder) into
+    one line naming the file, the reason and, if it existed, what survived."""
+    existed = path.is_file()
+    try:
+        yield
+    except OSError as error:
+        raise UserError(f"{path}: cannot write ({error.strerror or error}){'; ' + kept if existed else ''}") from None
+
+
+def write_failure(error: Exception, folder: Path) -> OSError:
+    """An OSError for a writer library's own failure (torch.save's "unexpected
+    pos", safetensors' "Error while serializing"): ENOSPC when the disk is full,
+    the error's first line otherwise."""
+    text = str(error).strip()
+    if "No space left on device" in text or _disk_full(folder):
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return OSError(errno.EIO, text.splitlines()[0] if text else type(error).__name__)
+
+
+def _disk_full(folder: Path) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < 1 << 20
+    except OSError:
+        return False
+
+
+def remove_leftovers(folder: Path) -> list[Path]:
+    """Delete the temporary files that atomic_path left in `folder` when its
+    process was killed mid-write (only names of its pattern); returns them."""
+    removed = []
+    for path in folder.iterdir() if folder.is_dir() else ():
+        match = _TEMPORARY.fullmatch(path.name)
+        if match and path.is_file() and match["suffix"] in (".tmp", Path(match["name"]).suffix):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed

@@ -110,8 +110,15 @@ def train(
     from srgan_noise.train import TrainConfig, train as run_training
 
     if resume is not None:
+        if resume.is_file():  # RUN/checkpoint.pt: the run is its folder
+            resume = resume.parent
         checkpoint = load_checkpoint(resume)
-        saved = TrainConfig.from_dict(checkpoint["config"])
+        try:
+            saved = TrainConfig.from_dict(checkpoint["config"])
+        except UserError as error:
+            raise UserError(f"{resume}/checkpoint.pt: {error}") from None
+        except (TypeError, ValueError) as error:
+            raise UserError(f"{resume}/checkpoint.pt: unreadable config ({error})") from None
         if pretrain_steps is not None and pretrain_steps != saved.pretrain_steps:
             if checkpoint["step"] >= saved.pretrain_steps or pretrain_steps < checkpoint["step"]:
                 raise UserError(f"{resume}: at step {checkpoint['step']} with pre-training ending at "
@@ -128,6 +135,8 @@ def train(
             _reject_unused("without --loss wgan", clip=clip)
         if loss != "wgan-gp":
             _reject_unused("without --loss wgan-gp", gp_weight=gp_weight)
+        if minibatch_discrimination < 0:
+            raise UserError(f"--minibatch-discrimination must be >= 0 (0: off), got {minibatch_discrimination}")
         model = make_preset(
             preset, scale=scale, batch_norm=not no_batch_norm, image_skip=image_skip, projection=projection,
             d_batch_norm=loss != "wgan-gp" if d_batch_norm is None else d_batch_norm,

@@ -11,6 +11,11 @@ from srgan_noise.errors import UserError
 
 
 PROJECTIONS = ("none", "affine")
+# Sane sizes: a weights file or checkpoint with others is crafted or corrupt, and
+# building its model would allocate memory sized by its metadata.
+INT_RANGES = {"channels": (1, 1024), "blocks": (0, 256), "d_channels": (1, 1024), "d_dense": (1, 65536),
+              "d_minibatch_kernels": (0, 1024), "d_minibatch_dim": (1, 1024)}
+BOOLS = ("batch_norm", "image_skip", "d_batch_norm", "d_spectral_norm")
 
 
 @dataclass(frozen=True)
@@ -34,16 +39,25 @@ class ModelConfig:
     d_minibatch_dim: int = 8  # their dimension
 
     def __post_init__(self) -> None:
-        if self.scale not in (2, 4, 8):
+        if type(self.scale) is not int or self.scale not in (2, 4, 8):
             raise UserError(f"scale must be 2, 4 or 8, got {self.scale}")
         if self.projection not in PROJECTIONS:
             raise UserError(f"projection must be one of {', '.join(PROJECTIONS)}, got {self.projection!r}")
+        for name, (low, high) in INT_RANGES.items():
+            value = getattr(self, name)
+            if type(value) is not int or not low <= value <= high:
+                raise UserError(f"{name} must be an integer from {low} to {high}, got {value!r}")
+        for name in BOOLS:
+            if type(getattr(self, name)) is not bool:
+                raise UserError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
+        if not isinstance(values, dict):
+            raise UserError(f"the architecture must be a JSON object, got {type(values).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(values) - names
         if unknown:

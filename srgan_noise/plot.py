@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from srgan_noise.atomic import atomic_path
+from srgan_noise.atomic import atomic_path, reporting_write_errors
 from srgan_noise.errors import UserError
 from srgan_noise.monitor import read_metrics
 
@@ -68,7 +68,9 @@ def plot_run(run: Path, out: Path | None = None) -> Path:
         axis.grid(alpha=0.3)
     axes[-1].set_xlabel("step (dotted: end of MSE pre-training)" if pretrain_end else "step")
     figure.tight_layout()
-    with atomic_path(out, suffix=out.suffix) as tmp:
-        figure.savefig(tmp, dpi=110)
-    plt.close(figure)
+    try:
+        with reporting_write_errors(out, "the previous plot is kept"), atomic_path(out, suffix=out.suffix) as tmp:
+            figure.savefig(tmp, dpi=110)
+    finally:
+        plt.close(figure)
     return out

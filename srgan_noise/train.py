@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +16,7 @@ from typing import Any, Callable, ContextManager
 import torch
 import torch.nn.functional as F
 
+from srgan_noise.atomic import remove_leftovers
 from srgan_noise.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from srgan_noise.config import ModelConfig, preset
 from srgan_noise.data import SAMPLE_TRAIN, SAMPLE_VAL, PatchSampler, load_folder, load_samples, validation_pairs
@@ -22,6 +25,7 @@ from srgan_noise.distributed import (World, device_for, from_main, mean_over_ran
                                      rank_slice, replicate)
 from srgan_noise.errors import UserError
 from srgan_noise.generator import Generator
+from srgan_noise.lock import locked_run
 from srgan_noise.losses import CONTENT_LOSSES, LOSSES, content_loss, d_loss, feature_matching, g_loss
 from srgan_noise.metrics import y_metrics
 from srgan_noise.monitor import MetricsLog, WindowMeans, first_non_finite
@@ -95,8 +99,10 @@ class TrainConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1")
         if self.steps < 0 or self.pretrain_steps < 0 or self.steps + self.pretrain_steps == 0:
             raise UserError("--steps and --pretrain-steps must be >= 0 and not both 0")
-        if min(self.sigma0, self.gamma0, self.clip, self.gp_weight, self.historical_averaging) < 0:
-            raise UserError("--sigma0, --gamma0, --clip, --gp-weight and --historical-averaging must be >= 0")
+        for name in ("sigma0", "gamma0", "clip", "gp_weight", "historical_averaging", "lr", "pretrain_lr"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise UserError(f"--{name.replace('_', '-')} must be a number >= 0, got {value}")
         if self.label_smoothing and self.loss not in ("non-saturating", "saturating", "lsgan"):
             raise UserError(f"--label-smoothing needs a loss with a real target, not --loss {self.loss}")
         if (self.content == "vgg") != (self.vgg_weights is not None):
@@ -311,7 +317,8 @@ def rng_states(data_rng: torch.Generator, device: torch.device) -> dict[str, Any
 def train(config: TrainConfig, resume: bool = False, world: World = World()) -> Path:
     """Run (or continue, with resume) a training run in config.out; returns the run folder.
 
-    Writes checkpoint.pt, metrics.jsonl, tb/ and generator.safetensors there.
+    Writes checkpoint.pt, metrics.jsonl, tb/ and generator.safetensors there,
+    holding <run>/.lock so that a second process on the run is refused.
     Under torchrun every process calls this with its `world` (and rank 0's
     config is used): they train one model with DistributedDataParallel on
     config.batch_size / world.size patches each, and rank 0 alone writes."""
@@ -324,7 +331,18 @@ def train(config: TrainConfig, resume: bool = False, world: World = World()) -> 
 
 
 def _train(config: TrainConfig, resume: bool, world: World, device: torch.device) -> Path:
+    with contextlib.ExitStack() as held:  # the run folder's lock, released however training ends
+        return _train_holding(config, resume, world, device, held)
+
+
+def _train_holding(config: TrainConfig, resume: bool, world: World, device: torch.device,
+                   held: contextlib.ExitStack) -> Path:
     run = Path(config.out)
+    # Lock an existing run folder before reading its checkpoint; a new one once
+    # made, after the inputs are checked (a bad --data leaves no folder behind).
+    locked = world.is_main and _check_out(run)
+    if locked:
+        held.enter_context(locked_run(run))
     checkpoint = load_checkpoint(run) if resume else None
     if not resume and (run / CHECKPOINT_NAME).exists():
         raise UserError(f"{run}: already holds a run; use --resume to continue it or another --out")
@@ -356,7 +374,15 @@ def _train(config: TrainConfig, resume: bool, world: World, device: torch.device
         nets = dataclasses.replace(nets, generator=replicate(generator, device, config.sync_batch_norm),
                                    discriminator=replicate(discriminator, device, config.sync_batch_norm))
     if world.is_main:
-        run.mkdir(parents=True, exist_ok=True)
+        try:
+            run.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UserError(f"{run}: cannot create the run folder ({error.strerror or error})") from None
+        if not locked:
+            held.enter_context(locked_run(run))
+            if not resume and (run / CHECKPOINT_NAME).exists():  # another process began one meanwhile
+                raise UserError(f"{run}: already holds a run; use --resume to continue it or another --out")
+        remove_leftovers(run)  # temporary files of writes killed mid-way
 
     def autocast() -> ContextManager:
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp)
@@ -424,6 +450,18 @@ def _train(config: TrainConfig, resume: bool, world: World, device: torch.device
         if log is not None:
             log.close()
     return run
+
+
+def _check_out(run: Path) -> bool:
+    """Whether the run folder exists; a one-line error if it is a file or cannot be made or written."""
+    if run.exists() and not run.is_dir():
+        raise UserError(f"{run}: is a file, not a run folder")
+    existing = next(folder for folder in (run, *run.parents) if folder.exists())
+    if not existing.is_dir():
+        raise UserError(f"{run}: cannot create the run folder ({existing} is a file)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{run}: cannot write there ({existing} is not writable)")
+    return existing == run
 
 
 def _describe_checkpoint(run: Path) -> str:

@@ -10,7 +10,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
-from srgan_noise.atomic import atomic_path
+from srgan_noise.atomic import atomic_path, reporting_write_errors, write_failure
 from srgan_noise.config import ModelConfig
 from srgan_noise.errors import UserError
 from srgan_noise.generator import Generator
@@ -35,12 +35,16 @@ def shipped_weights(model: str = "gan") -> Path:
 
 
 def save_generator(generator: Generator, path: Path, extra: dict[str, str] | None = None) -> None:
-    """Atomically write the generator's weights with its config in the metadata."""
+    """Atomically write the generator's weights with its config in the metadata;
+    a full disk is a one-line error and leaves the previous file."""
     metadata = {"format": "srgan_noise.generator", "config": json.dumps(generator.config.to_dict())}
     metadata.update(extra or {})
     tensors = {name: value.detach().cpu().contiguous() for name, value in generator.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, tmp, metadata=metadata)
+    with reporting_write_errors(path, "the previous weights are kept"), atomic_path(path) as tmp:
+        try:
+            save_file(tensors, tmp, metadata=metadata)
+        except SafetensorError as error:
+            raise write_failure(error, path.parent) from None
 
 
 def read_metadata(path: Path) -> dict[str, str]:
@@ -62,8 +66,23 @@ def load_generator(path: Path, device: torch.device | str = "cpu") -> Generator:
         raise UserError(f"{path}: no architecture in its metadata (not exported by srgan train)")
     try:
         config = ModelConfig.from_dict(json.loads(metadata["config"]))
+    except UserError as error:
+        raise UserError(f"{path}: {error}") from None
     except (json.JSONDecodeError, TypeError) as error:
         raise UserError(f"{path}: unreadable architecture metadata ({error})") from None
+    # Compare shapes on the meta device (no memory) first: the file, not its
+    # metadata, then bounds what building the model allocates.
+    with torch.device("meta"):
+        expected = {name: tuple(value.shape) for name, value in Generator(config).state_dict().items()}
+    with safe_open(str(path), framework="pt") as handle:
+        stored = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
+    missing, unexpected = sorted(expected.keys() - stored.keys()), sorted(stored.keys() - expected.keys())
+    mismatched = sorted(name for name in expected.keys() & stored.keys() if expected[name] != stored[name])
+    if missing or unexpected or mismatched:
+        detail = (f"missing {', '.join(missing[:3])}" if missing else f"unexpected {', '.join(unexpected[:3])}"
+                  if unexpected else f"{mismatched[0]}: shape {list(stored[mismatched[0]])} in the file, "
+                  f"{list(expected[mismatched[0]])} in the architecture")
+        raise UserError(f"{path}: weights do not match the architecture in its metadata ({detail})")
     generator = Generator(config)
     try:
         generator.load_state_dict(load_file(str(path)))
