@@ -4,8 +4,10 @@ The LR image is cut into tiles; each runs on a window with `overlap` pixels of c
 on every side that is not the image border. With the overlap at the generator's
 receptive radius every output pixel sees exactly the inputs it sees in one untiled
 forward, so the stitched output equals it. Windows of one shape run in batches on
-the device and the output is assembled on the CPU, so device memory is bounded by one
-batch of windows whatever the image size."""
+the device, so device memory is bounded by one batch of windows whatever the image size.
+`srgan upscale` quantises each tile's output as it is made into the 8- or 16-bit array
+that is written (upscale_into), so CPU memory is the output's own size plus a constant;
+the library's `upscale` returns floats."""
 
 from __future__ import annotations
 
@@ -204,37 +206,40 @@ def upscale_into(generator: Generator, planes: ImagePlanes, array: np.ndarray, l
                  config: UpscaleConfig, tile: int, batch_tiles: int, precision: str,
                  progress: TileProgress | None = None) -> tuple[int, int]:
     """Upscale the planes straight into `array` (H*scale, W*scale, channels) in `layout`,
-    each tile quantised as it is made: no float copy of the output, except for an affine
-    projection, which needs the whole float colour output (see output_memory).
+    each tile quantised as it is made: no float copy of the output, except under an affine
+    projection, which needs one plane group's whole float output at a time (see output_memory).
     Colour through the generator; alpha bicubic (in row strips) or through the generator too.
     Returns the tile and batch_tiles that fitted in memory."""
-    scale = generator.config.scale
-    colour_channels = slice(0, layout.colour_channels)
-    if generator.config.projection == "affine":
-        colour, tile, batch_tiles = upscale_fitting_memory(generator, planes.colour, tile, config.overlap,
-                                                           batch_tiles, precision, progress)
-        for start in range(0, colour.shape[1], QUANTISE_ROWS):
-            array[start:start + QUANTISE_ROWS, :, colour_channels] = quantise(
-                colour[:, start:start + QUANTISE_ROWS], layout.grey, layout.bits)
-        del colour
-    else:
-        def store_colour(rows: slice, columns: slice, pixels: torch.Tensor) -> None:
-            array[rows, columns, colour_channels] = quantise(pixels, layout.grey, layout.bits)
+    affine = generator.config.projection == "affine"
+
+    def through_generator(image: torch.Tensor, channels: slice, grey: bool, mean: bool, tile: int,
+                          batch_tiles: int) -> tuple[int, int]:
+        def quantised(pixels: torch.Tensor) -> np.ndarray:
+            return quantise(pixels.mean(0, keepdim=True) if mean else pixels, grey, layout.bits)
+
+        if affine:  # the projection is global along each axis: on the whole float output, then quantised
+            output, tile, batch_tiles = upscale_fitting_memory(generator, image, tile, config.overlap, batch_tiles,
+                                                               precision, progress)
+            for start in range(0, output.shape[1], QUANTISE_ROWS):
+                array[start:start + QUANTISE_ROWS, :, channels] = quantised(output[:, start:start + QUANTISE_ROWS])
+            return tile, batch_tiles
+
+        def store(rows: slice, columns: slice, pixels: torch.Tensor) -> None:
+            array[rows, columns, channels] = quantised(pixels)
 
         _, tile, batch_tiles = fitting_memory(
-            lambda tile, batch_tiles: upscale_tiles(generator, planes.colour, store_colour, tile, config.overlap,
-                                                    batch_tiles, precision, progress), tile, batch_tiles)
+            lambda tile, batch_tiles: upscale_tiles(generator, image, store, tile, config.overlap, batch_tiles,
+                                                    precision, progress), tile, batch_tiles)
+        return tile, batch_tiles
+
+    tile, batch_tiles = through_generator(planes.colour, slice(0, layout.colour_channels), layout.grey, False,
+                                          tile, batch_tiles)
     alpha_channel = slice(layout.colour_channels, layout.colour_channels + 1)
     if planes.alpha is not None and config.alpha == "model":
-        def store_alpha(rows: slice, columns: slice, pixels: torch.Tensor) -> None:
-            array[rows, columns, alpha_channel] = quantise(pixels.mean(0, keepdim=True), False, layout.bits)
-
-        _, tile, batch_tiles = fitting_memory(
-            lambda tile, batch_tiles: upscale_tiles(generator, planes.alpha.expand(3, -1, -1), store_alpha, tile,
-                                                    config.overlap, batch_tiles, precision, progress),
-            tile, batch_tiles)
+        tile, batch_tiles = through_generator(planes.alpha.expand(3, -1, -1), alpha_channel, False, True,
+                                              tile, batch_tiles)
     elif planes.alpha is not None:
-        for rows, pixels in bicubic_strips(planes.alpha, scale):
+        for rows, pixels in bicubic_strips(planes.alpha, generator.config.scale):
             array[rows, :, alpha_channel] = quantise(pixels, False, layout.bits)
     if layout.padded:
         array[..., -1] = 255
@@ -293,6 +298,8 @@ def room_problem(source: Path, target: Path, height: int, width: int, layout: Pi
     if limit is not None and max(height, width) > limit:
         return f"{source}: the {width}x{height} output is over {file_format}'s {limit:,}-pixel side limit; use --ext png"
     needed, available = output_memory(height, width, layout, affine), available_memory()
+    if file_format == "WEBP" and layout.grey:  # Pillow's WebP encoder converts grey to RGB(A), 4 bytes a pixel
+        needed += 4 * height * width
     if available is not None and needed > available:
         return (f"{source}: the {width}x{height} output needs {needed / GIB:.1f} GiB of memory, "
                 f"{available / GIB:.1f} GiB is available")
@@ -364,6 +371,10 @@ def upscale_files(config: UpscaleConfig, console: Console | None = None) -> Upsc
             except torch.cuda.OutOfMemoryError:
                 failure = f"{job.source}: CUDA out of memory even with --tile {min(tile, MIN_TILE)} --batch-tiles 1"
             except MemoryError:
+                failure = f"{job.source}: out of memory while upscaling (taken by other processes meanwhile?)"
+            except RuntimeError as error:  # torch's CPU allocator does not raise MemoryError
+                if "can't allocate memory" not in str(error):
+                    raise
                 failure = f"{job.source}: out of memory while upscaling (taken by other processes meanwhile?)"
             except FloatingPointError as error:
                 failure = f"{job.source}: {error}"

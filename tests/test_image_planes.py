@@ -94,6 +94,10 @@ def test_png_writer_streams_strips_and_pillow_reads_it(tmp_path):  # 150 rows: t
         Image.fromarray(array).save(tmp_path / f"source_{mode}.png")
         write_planes(read_planes(tmp_path / f"source_{mode}.png"), tmp_path / f"copy_{mode}.png")
         np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / f"copy_{mode}.png")), array)
+    deep = torch.from_numpy(_pixels(rng, (4, 150, 7), np.uint16).astype(np.float32) / 65535)
+    write_planes(ImagePlanes(deep[:3], deep[3:], grey=False, bits=16), tmp_path / "deep.png")
+    back = read_planes(tmp_path / "deep.png")
+    assert back.mode == "RGBA;16" and torch.equal(back.colour, deep[:3]) and torch.equal(back.alpha, deep[3:])
 
 
 def test_quantise_and_layout():

@@ -395,6 +395,7 @@ def test_cuda_fp16_matches_fp32():
 
 @pytest.mark.parametrize("grey, alpha_mode, projection", [
     (False, None, "none"), (True, "bicubic", "none"), (False, "model", "none"), (False, "bicubic", "affine"),
+    (True, "model", "affine"),
 ])
 def test_upscale_into_equals_the_quantised_float_output(grey, alpha_mode, projection):
     generator = _generator(SCALE)
