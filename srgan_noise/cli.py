@@ -29,7 +29,8 @@ def _one_line_warnings(message, category, filename, lineno, file=None, line=None
 
 
 def command(function: Callable) -> Callable:
-    """Turn UserError (bad input, diverged training) into one stderr line and exit 2."""
+    """Turn UserError (bad input, diverged training), and any OSError that reached
+    here (a full disk, a permission) into one stderr line and exit 2."""
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
@@ -38,6 +39,10 @@ def command(function: Callable) -> Callable:
             return function(*args, **kwargs)
         except UserError as error:
             console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except OSError as error:  # writes made atomically: the previous files are intact
+            where = f"{error.filename}: " if error.filename else ""
+            console.print(f"[red]error:[/] {where}{error.strerror or error}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             console.print("[red]interrupted[/]: the last checkpoint written is kept", highlight=False)

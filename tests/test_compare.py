@@ -235,3 +235,21 @@ def test_sweep_runs_in_the_chosen_regime(tmp_path, image_folder):
     assert saved.model.projection == "affine"
     noise = read_metrics(tmp_path / "sweep" / "noise-constant@0.05-seed0")
     assert noise[-1]["sigma"] == 0.05 and noise[-1]["loss_content"] == 0
+
+
+def test_full_disk_during_compare_is_one_line(tmp_path, monkeypatch):
+    """An OSError no layer below turned into a UserError (here: the table write) still
+    ends the command in one line, not a traceback."""
+    import errno
+
+    import srgan_noise.compare as compare_module
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(compare_module, "write_text_atomic", full)
+    result = CliRunner().invoke(app, ["compare", "--toy", "ring", "--schedules", "none", "--seeds", "1", "--steps",
+                                      "3", "--out", str(tmp_path / "c"), "--no-progress"])
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1 and "Traceback" not in result.output
+    assert lines[0] == f"error: {tmp_path / 'c' / 'toy-ring' / 'none-seed0.json'}: No space left on device"
