@@ -407,7 +407,7 @@ def plan_jobs(config: UpscaleConfig, scale: int, console: Console) -> list[Job]:
     for text in config.inputs:
         path = Path(text)
         if path.is_dir():
-            sources += _folder_images(path, scale, beside=out is None, console=console)
+            sources += _folder_images(path, scale, console)
         elif not path.exists():
             sources.append(Job(path, problem=f"{path}: no such file or folder"))
         else:
@@ -439,9 +439,10 @@ def plan_jobs(config: UpscaleConfig, scale: int, console: Console) -> list[Job]:
     return jobs
 
 
-def _folder_images(folder: Path, scale: int, beside: bool, console: Console) -> list[Path | Job]:
-    """Image files directly in `folder`, sorted, without hidden files, and, when outputs
-    go beside their inputs, without earlier outputs (NAME_x4.png next to NAME.*)."""
+def _folder_images(folder: Path, scale: int, console: Console) -> list[Path | Job]:
+    """Image files directly in `folder`, sorted, without hidden files and without
+    earlier outputs (NAME_x4.png next to NAME.*), wherever this run's outputs go:
+    with -o they would otherwise be upscaled again (x16 images)."""
     try:
         files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
     except OSError as error:
@@ -449,7 +450,7 @@ def _folder_images(folder: Path, scale: int, beside: bool, console: Console) -> 
     images = [p for p in files if is_image_path(p)]
     stems = {p.stem for p in images}
     earlier = re.compile(rf"(.+)_x{scale}")
-    outputs = [p for p in images if beside and (match := earlier.fullmatch(p.stem)) and match[1] in stems]
+    outputs = [p for p in images if (match := earlier.fullmatch(p.stem)) and match[1] in stems]
     if not images:
         return [Job(folder, problem=f"{folder}: no images (png/jpg/bmp/webp/tiff) in this folder")]
     skipped = len(files) - len(images)

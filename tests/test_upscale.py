@@ -269,6 +269,16 @@ def test_command_output_file_folder_force_and_earlier_outputs(work, weights):
     assert not any(p.name.startswith(".") for p in work.iterdir())  # no temporary files left
 
 
+def test_command_skips_earlier_outputs_with_an_output_folder(work, weights):
+    _image(work / "a.png")
+    _image(work / "a_x2.png")  # an earlier run's output beside its input
+    _image(work / "b_x2.png")  # no b.* beside it: an input like any other
+    result = _run(work, "-o", work.parent / "big", "--weights", weights)
+    assert result.exit_code == 0, result.stderr
+    assert "note: skipped 1 earlier output (*_x2.*) in" in result.stderr
+    assert _files(work.parent / "big") == [Path("a_x2.png"), Path("b_x2_x2.png")]  # no a_x2_x2.png (x4)
+
+
 def test_command_bf16_on_cpu_and_jpg(work, weights):
     result = _run(_image(work / "a.png"), "--weights", weights, "--precision", "bf16", "--ext", "jpg")
     assert result.exit_code == 0, result.stderr
