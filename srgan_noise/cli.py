@@ -24,6 +24,22 @@ Seed = Annotated[int, typer.Option(help="Seed for weights, data order and noise.
 Model = Annotated[str, typer.Option(help="Shipped x4 weights to use when --weights is not given: gan (sharper) | psnr (MSE-trained).")]
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"srgan {version('srgan_noise')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Image super-resolution with a GAN that trains stably."""
+
+
 def _one_line_warnings(message, category, filename, lineno, file=None, line=None) -> None:
     console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
@@ -59,7 +75,7 @@ def _reject_unused(reason: str, **given: object) -> None:
         raise UserError(f"{names} has no effect {reason}")
 
 
-@app.command()
+@app.command(short_help="MSE pre-training, then the stabilised GAN phase.")
 @command
 def train(
     data: Annotated[Optional[list[Path]], typer.Option(help="Folder of HR training images; repeat for several (default: scikit-image samples).")] = None,
@@ -129,6 +145,9 @@ def train(
                 raise UserError(f"{resume}: at step {checkpoint['step']} with pre-training ending at "
                                 f"{saved.pretrain_steps}; --pretrain-steps can only move an unfinished end later")
         overrides = {"steps": steps, "pretrain_steps": pretrain_steps}
+        if steps is not None:  # a new total must not re-stretch the schedules: their horizon stays where it was
+            overrides.update(noise_steps=saved.noise_steps if saved.noise_steps is not None else saved.steps,
+                             gamma_steps=saved.gamma_steps if saved.gamma_steps is not None else saved.steps)
         config = TrainConfig.from_dict({**saved.to_dict(), "out": str(resume), "progress": progress,
                                         **{name: value for name, value in overrides.items() if value is not None}})
     else:
@@ -174,7 +193,7 @@ def train(
                   f"generator weights {run}/generator.safetensors, plot {figure}", highlight=False, soft_wrap=True)
 
 
-@app.command()
+@app.command(short_help="Plot the D curves and validation figures of a run.")
 @command
 def plot(
     run: Annotated[Path, typer.Argument(help="A run folder written by srgan train.")],
@@ -186,7 +205,7 @@ def plot(
     console.print(f"wrote {plot_run(run, out)}", highlight=False)
 
 
-@app.command()
+@app.command(short_help="Upscale images, tile by tile (exactly the untiled output).")
 @command
 def upscale(
     inputs: Annotated[list[Path], typer.Argument(help="Image files, and folders of images (their non-image files are skipped with a note).", show_default=False)],
@@ -234,7 +253,7 @@ def upscale(
         raise typer.Exit(2)
 
 
-@app.command()
+@app.command(short_help="Compare stabilisation schedules side by side.")
 @command
 def compare(
     schedules: Annotated[str, typer.Option(help="Comma-separated, from: none, noise-linear, noise-constant, "
@@ -285,7 +304,7 @@ def compare(
     console.print("wrote " + ", ".join(str(path) for path in paths), highlight=False)
 
 
-@app.command("eval")
+@app.command("eval", short_help="Benchmark PSNR, SSIM, high-band ratio on HR images.")
 @command
 def eval_(
     data: Annotated[Path, typer.Option(help="Folder of HR (ground-truth) images, e.g. ../shared/data/Set5.", show_default=False)],
@@ -296,6 +315,7 @@ def eval_(
     critic: Annotated[bool, typer.Option("--critic", help="Also run the critic two-sample test per method: a fresh small discriminator learns to tell HR from SR patches; its held-out accuracy (0.5: indistinguishable). About 20 s a method on a CPU.")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Folder to write results.csv and results.json [default: print only].")] = None,
     device: Device = "auto",
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Benchmark on a folder of HR images: crop to a multiple of the scale, PIL bicubic LR, super-resolve, then
     PSNR, SSIM (11x11 Gaussian, sigma 1.5) and the high-band power ratio (SR's power above the LR Nyquist over HR's;
@@ -308,9 +328,9 @@ def eval_(
 
     config = EvalConfig(data=str(data), weights=str(weights) if weights else None, model=model, scale=scale, bicubic=bicubic,
                         critic_steps=CRITIC_STEPS if critic else 0, out=str(out) if out else None, device=device)
-    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
-        task = progress.add_task("images", total=None)
-        result = evaluate(config, on_image=lambda name: progress.advance(task))
+    with Progress(console=console, transient=True, disable=not (progress and console.is_terminal)) as bar:
+        task = bar.add_task("images", total=None)
+        result = evaluate(config, on_image=lambda name: bar.advance(task))
     if result.weights is None:
         console.print("note: no --weights and no shipped weights: bicubic baseline only", highlight=False)
     table, stdout = results_table(result), Console()

@@ -128,3 +128,39 @@ def test_train_projected_adversarial_only_then_upscale(tmp_path, image_folder):
     down = F.interpolate(big[None], scale_factor=0.25, mode="bicubic", antialias=True)[0]
     # consistent up to the output's 8-bit rounding and its clamping to [0, 1] where G overshoots
     assert (down - small).abs().median() < 0.5 / 255 and (down - small).abs().mean() < 1 / 255
+
+
+def test_resume_with_more_steps_keeps_the_annealing_horizon(tmp_path, image_folder):
+    """--resume --steps N of a linearly annealed run: sigma stays at 0 past the old end
+    (the horizon stays the saved --steps) instead of jumping back up."""
+    out = tmp_path / "run"
+    assert run("train", "--data", image_folder, "--val", image_folder, "--out", out, "--pretrain-steps", 2,
+               "--steps", 2, "--noise", "linear", *TINY).exit_code == 0
+    result = run("train", "--resume", out, "--steps", 4, "--no-progress")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (out / "metrics.jsonl").open()]
+    assert [r["step"] for r in records] == [2, 4, 6] and records[-1]["sigma"] == 0.0
+
+
+def test_data_without_val_warns_in_one_line(tmp_path, image_folder):
+    result = run("train", "--data", image_folder, "--out", tmp_path / "run", "--pretrain-steps", 2, "--steps", 0,
+                 *TINY)
+    assert result.exit_code == 0, result.output
+    assert "warning: --data without --val: no validation figures" in result.stderr
+
+
+def test_version_and_short_help():
+    from importlib.metadata import version
+
+    result = run("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"srgan {version('srgan_noise')}"
+    listing = run("--help").stdout
+    commands = listing[listing.index("Commands:"):].splitlines()[1:]
+    assert len(commands) == 5 and not any(line.rstrip().endswith("...") for line in commands)
+    assert "upscale  Upscale images" in listing
+
+
+def test_eval_no_progress(image_folder):
+    result = run("eval", "--data", image_folder, "--bicubic", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "mean of 4" in result.stdout
