@@ -144,10 +144,9 @@ def train(
             if checkpoint["step"] >= saved.pretrain_steps or pretrain_steps < checkpoint["step"]:
                 raise UserError(f"{resume}: at step {checkpoint['step']} with pre-training ending at "
                                 f"{saved.pretrain_steps}; --pretrain-steps can only move an unfinished end later")
-        overrides = {"steps": steps, "pretrain_steps": pretrain_steps}
-        if steps is not None:  # a new total must not re-stretch the schedules: their horizon stays where it was
-            overrides.update(noise_steps=saved.noise_steps if saved.noise_steps is not None else saved.steps,
-                             gamma_steps=saved.gamma_steps if saved.gamma_steps is not None else saved.steps)
+        if steps is not None:
+            saved = saved.extended(steps)
+        overrides = {"pretrain_steps": pretrain_steps}
         config = TrainConfig.from_dict({**saved.to_dict(), "out": str(resume), "progress": progress,
                                         **{name: value for name, value in overrides.items() if value is not None}})
     else:

@@ -136,6 +136,14 @@ class TrainConfig:
         horizon = self.gamma_steps if self.gamma_steps is not None else self.steps
         return reg_gamma(t, self.gamma_schedule, self.gamma0, horizon)
 
+    def extended(self, steps: int) -> "TrainConfig":
+        """The same run with `steps` GAN steps in all, as `--resume --steps` makes it: the
+        annealing horizons stay where they were (a horizon left to default to the GAN
+        steps is pinned to the old total), so sigma and gamma do not jump back up."""
+        return dataclasses.replace(
+            self, steps=steps, noise_steps=self.noise_steps if self.noise_steps is not None else self.steps,
+            gamma_steps=self.gamma_steps if self.gamma_steps is not None else self.steps)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -193,10 +193,10 @@ def runs(tmp_path_factory):
 
 
 def resumed(run: Path, name: str, steps: int) -> Path:
-    """A copy of `run` continued in this process to `steps` GAN steps."""
+    """A copy of `run` continued in this process to `steps` GAN steps, as `--resume --steps` does."""
     folder = shutil.copytree(run, run.parent / name)
     saved = TrainConfig.from_dict(load_checkpoint(folder)["config"])
-    return train(dataclasses.replace(saved, out=str(folder), steps=steps), resume=True)
+    return train(dataclasses.replace(saved.extended(steps), out=str(folder)), resume=True)
 
 
 @pytest.fixture(scope="module")
