@@ -340,6 +340,23 @@ def eval_(
         console.print(f"wrote {out / 'results.csv'}, {out / 'results.json'}", highlight=False, soft_wrap=True)
 
 
+@app.command(short_help="Export a generator to ONNX (dynamic size).")
+@command
+def export(
+    weights: Annotated[Path, typer.Argument(help="Generator weights (a .safetensors written by srgan train, or weights/*.safetensors).", show_default=False)],
+    out: Annotated[Path, typer.Option("-o", "--out", help="The .onnx file to write.", show_default=False)],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    check: Annotated[bool, typer.Option(help="Compare ONNX Runtime's output with torch's on odd-sized random inputs (needs onnxruntime).")] = True,
+) -> None:
+    """Export a generator to ONNX: input "lr" (N, 3, h, w) in [0, 1], output "sr" (N, 3, h*scale, w*scale),
+    N, h and w dynamic. The affine projection is not in the graph (see README)."""
+    from srgan_noise.export import ExportConfig, export as run_export
+
+    difference = run_export(ExportConfig(weights=str(weights), out=str(out), force=force, check=check))
+    checked = "" if difference is None else f" (max |onnxruntime - torch| = {difference:.1e} on odd sizes)"
+    console.print(f"wrote {out}{checked}", highlight=False, soft_wrap=True)
+
+
 def main() -> None:
     app(prog_name="srgan")
 
