@@ -156,7 +156,7 @@ def test_version_and_short_help():
     assert result.exit_code == 0 and result.stdout.strip() == f"srgan {version('srgan_noise')}"
     listing = run("--help").stdout
     commands = listing[listing.index("Commands:"):].splitlines()[1:]
-    assert len(commands) == 5 and not any(line.rstrip().endswith("...") for line in commands)
+    assert len(commands) == 6 and not any(line.rstrip().endswith("...") for line in commands)
     assert "upscale  Upscale images" in listing
 
 
