@@ -111,6 +111,12 @@ class MetricsLog:
                     self.writer.add_scalar(name, value, record["step"])
             self.writer.flush()
 
+    def write_image(self, tag: str, image: Any, step: int) -> None:
+        """A (3, H, W) image in [0, 1] to TensorBoard (nothing without a writer)."""
+        if self.writer is not None:
+            self.writer.add_image(tag, image, step)
+            self.writer.flush()
+
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()

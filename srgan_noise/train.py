@@ -258,19 +258,35 @@ def gan_step(
 
 
 @torch.inference_mode()
-def evaluate(generator: Generator, pairs: list[Batch], scale: int, device: torch.device) -> dict[str, float]:
+def evaluate(generator: Generator, pairs: list[Batch], scale: int,
+             device: torch.device) -> tuple[dict[str, float], torch.Tensor]:
     """Mean PSNR, MSE, SSIM and high-band power ratio (realism.py) on the Y
-    channel over full validation images."""
+    channel over full validation images, and a crop panel of the first (crop_panel)."""
     was_training = generator.training
     generator.eval()
     totals = {"psnr": 0.0, "mse": 0.0, "ssim": 0.0, "hf_ratio": 0.0}
+    panel = None
     for lr, hr in pairs:
         sr = generator(lr.to(device).contiguous(memory_format=torch.channels_last)).float().cpu()
         figures = {**y_metrics(sr, hr, border=scale), "hf_ratio": high_band_ratio(sr, hr, scale, border=scale)}
         for name, value in figures.items():
             totals[name] += float(value.mean())
+        if panel is None:
+            panel = crop_panel(lr[0].float().cpu(), sr[0], hr[0], scale)
     generator.train(was_training)
-    return {f"val_{name}": total / len(pairs) for name, total in totals.items()}
+    return {f"val_{name}": total / len(pairs) for name, total in totals.items()}, panel
+
+
+def crop_panel(lr: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor, scale: int, size: int = 128) -> torch.Tensor:
+    """(3, s, 3s) in [0, 1]: the centre s x s of the LR input (nearest, to show its
+    pixels), the SR output and the HR image side by side (s = size, or less for small images)."""
+    height, width = hr.shape[-2:]
+    side = min(size, height, width) // scale * scale
+    top, left = (height - side) // 2 // scale * scale, (width - side) // 2 // scale * scale
+    window = (slice(None), slice(top, top + side), slice(left, left + side))
+    small = lr[:, top // scale:(top + side) // scale, left // scale:(left + side) // scale]
+    up = small.repeat_interleave(scale, -2).repeat_interleave(scale, -1)
+    return torch.cat([up, sr[window], hr[window]], -1).clamp(0, 1)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -433,8 +449,10 @@ def _train_holding(config: TrainConfig, resume: bool, world: World, device: torc
                 record = {"step": step, "phase": "gan" if gan else "pretrain",
                           **mean_over_ranks(window.means(), world, device), "seconds_per_step": seconds,
                           "world_size": world.size}
+                panel = None
                 if val_pairs and world.is_main:
-                    record.update(evaluate(generator, val_pairs, config.model.scale, device))
+                    figures, panel = evaluate(generator, val_pairs, config.model.scale, device)
+                    record.update(figures)
                 record = from_main(record, world)  # so every rank stops alike on a non-finite figure
                 bad = first_non_finite(record)
                 if bad is not None:
@@ -445,6 +463,8 @@ def _train_holding(config: TrainConfig, resume: bool, world: World, device: torc
                 window.reset()
                 if world.is_main:
                     log.write(record)
+                    if panel is not None:  # BasicSR's habit: look at the output, not only its figures
+                        log.write_image("val/lr_sr_hr", panel, step)
                 if world.is_main and (step % config.checkpoint_every == 0 or step == config.total_steps or phase_end):
                     state = {"config": config.to_dict(), "step": step, "rng": rng_states(data_rng, device),
                              "generator": generator.state_dict(), "discriminator": discriminator.state_dict()}

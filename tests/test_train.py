@@ -293,3 +293,23 @@ def test_projected_run_stays_consistent_with_its_input(tmp_path, image_folder):
         sr = generator(lr)
     # the unclamped downscaling, as A is: downscale() clamps, and y is in [0, 1]
     assert (torch.nn.functional.interpolate(sr, scale_factor=0.25, mode="bicubic", antialias=True) - lr).abs().max() < 1e-4
+
+
+def test_validation_crops_go_to_tensorboard(tmp_path, image_folder):
+    """At every window, a panel of the first validation image's LR (nearest), SR and HR crops."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from srgan_noise.train import crop_panel
+
+    run = train(config(tmp_path, data=str(image_folder), val=str(image_folder), steps=2, pretrain_steps=2))
+    events = EventAccumulator(str(run / "tb"), size_guidance={"images": 0})
+    events.Reload()
+    images = events.Images("val/lr_sr_hr")
+    assert [image.step for image in images] == [2, 4]
+    assert (images[0].height, images[0].width) == (40, 120)  # 48x40 images: a 40 px square, three side by side
+    hr = torch.rand(3, 48, 40)
+    lr, sr = hr[:, ::4, ::4], torch.rand(3, 48, 40)
+    panel = crop_panel(lr, sr, hr, 4)
+    assert panel.shape == (3, 40, 120)
+    torch.testing.assert_close(panel[:, :, 80:], hr[:, 4:44, :])  # the centre 40 rows of HR
+    torch.testing.assert_close(panel[:, :4, :4], lr[:, 1:2, 0:1].expand(3, 4, 4))  # one LR pixel, 4x4
