@@ -14,11 +14,7 @@ Pillow's own layout of RGB)."""
 from __future__ import annotations
 
 import contextlib
-import os
-import re
 import struct
-import tempfile
-import time
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -30,7 +26,7 @@ import tifffile
 import torch
 from PIL import Image
 
-from srgan_noise.atomic import atomic_path
+from srgan_noise.atomic import atomic_path, remove_leftovers
 from srgan_noise.errors import UserError
 from srgan_noise.images import open_image
 
@@ -162,25 +158,28 @@ def write_array(array: np.ndarray, layout: PixelLayout, path: Path, icc_profile:
     `path` only if no file is there by then, else UserError (another process wrote it)."""
     file_format = _file_format(path, layout.alpha)
     grey = layout.grey
-    with created_path(path, overwrite) as tmp:
-        if file_format == "PNG":
-            with open(tmp, "wb") as file:
-                _write_png(file, array, icc_profile)
-        elif file_format == "TIFF":
-            tifffile.imwrite(tmp, array[..., 0] if array.shape[2] == 1 else array,
-                             photometric="minisblack" if grey else "rgb", planarconfig="contig",
-                             extrasamples=(2,) if layout.alpha else None,  # unassociated alpha
-                             iccprofile=icc_profile)
-        else:
-            height, width = array.shape[:2]
-            modes = {(True, False): "L", (False, True): "RGBA", (False, False): "RGBX"}
-            mode = modes.get((grey, layout.alpha))
-            if mode is not None and array.shape[2] == len(mode) and array.flags.c_contiguous:
-                image = Image.frombuffer(mode, (width, height), array, "raw", mode, 0, 1)  # shares memory
+    try:
+        with atomic_path(path, suffix=path.suffix, exclusive=not overwrite) as tmp:
+            if file_format == "PNG":
+                with open(tmp, "wb") as file:
+                    _write_png(file, array, icc_profile)
+            elif file_format == "TIFF":
+                tifffile.imwrite(tmp, array[..., 0] if array.shape[2] == 1 else array,
+                                 photometric="minisblack" if grey else "rgb", planarconfig="contig",
+                                 extrasamples=(2,) if layout.alpha else None,  # unassociated alpha
+                                 iccprofile=icc_profile)
             else:
-                image = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
-            icc = {"icc_profile": icc_profile} if icc_profile and not (grey and file_format == "WEBP") else {}
-            image.save(tmp, format=file_format, quality=quality, **icc)
+                height, width = array.shape[:2]
+                modes = {(True, False): "L", (False, True): "RGBA", (False, False): "RGBX"}
+                mode = modes.get((grey, layout.alpha))
+                if mode is not None and array.shape[2] == len(mode) and array.flags.c_contiguous:
+                    image = Image.frombuffer(mode, (width, height), array, "raw", mode, 0, 1)  # shares memory
+                else:
+                    image = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
+                icc = {"icc_profile": icc_profile} if icc_profile and not (grey and file_format == "WEBP") else {}
+                image.save(tmp, format=file_format, quality=quality, **icc)
+    except FileExistsError:
+        raise UserError(f"{path}: already exists (written by another process?); use --force to overwrite") from None
 
 
 def _file_format(path: Path, alpha: bool) -> str:
@@ -192,64 +191,14 @@ def _file_format(path: Path, alpha: bool) -> str:
     return file_format
 
 
-TEMPORARY_CHARACTERS = "[a-z0-9_]{8}"  # tempfile.mkstemp's random part, as atomic_path uses it
 STALE_SECONDS = 60  # a temporary file untouched this long is not being written
 
 
-@contextlib.contextmanager
-def created_path(path: Path, overwrite: bool = True) -> Iterator[str]:
-    """atomic_path, and with `overwrite` False an exclusive create: the temporary file
-    is hard-linked to `path` (which fails if any file is there by then, so two writers
-    never replace each other's output) and then removed. Where the file system has no
-    hard links, falls back to a check then a rename."""
-    if overwrite:
-        with atomic_path(path, suffix=path.suffix) as tmp:
-            yield tmp
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        yield tmp
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)  # a full disk fails here, not after the link
-        finally:
-            os.close(fd)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            raise UserError(f"{path}: already exists (written by another process?); use --force to overwrite") from None
-        except OSError:  # no hard links here (FAT, some network shares)
-            if path.exists():
-                raise UserError(f"{path}: already exists (written by another process?); "
-                                "use --force to overwrite") from None
-            os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def remove_stale_temporaries(path: Path) -> list[Path]:
-    """Delete the temporary files that killed writes of `path` left beside it (named
-    as atomic_path names them: .NAME.XXXXXXXX.SUFFIX), if untouched for STALE_SECONDS
-    (a younger one may be another process's write in progress). Returns those deleted."""
-    pattern = re.compile(re.escape(f".{path.name}.") + TEMPORARY_CHARACTERS + re.escape(path.suffix))
-    removed = []
-    try:
-        candidates = [p for p in path.parent.iterdir() if pattern.fullmatch(p.name)]
-    except OSError:
-        return removed
-    for candidate in candidates:
-        try:
-            if candidate.is_file() and time.time() - candidate.stat().st_mtime > STALE_SECONDS:
-                candidate.unlink()
-                removed.append(candidate)
-        except OSError:
-            pass  # gone meanwhile, or not ours to delete
-    return removed
+    """Delete the temporary files that killed writes of `path` left beside it, if
+    untouched for STALE_SECONDS (a younger one may be another process's write in
+    progress). Returns those deleted."""
+    return remove_leftovers(path.parent, name=path.name, older_than=STALE_SECONDS)
 
 
 def _repeat(grey: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,7 @@ from typing import Any, Callable, ContextManager
 import torch
 import torch.nn.functional as F
 
-from srgan_noise.atomic import remove_leftovers
+from srgan_noise.atomic import existing_ancestor, remove_leftovers
 from srgan_noise.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from srgan_noise.config import ModelConfig, preset
 from srgan_noise.data import SAMPLE_TRAIN, SAMPLE_VAL, PatchSampler, load_folder, load_samples, validation_pairs
@@ -488,7 +488,7 @@ def _check_out(run: Path) -> bool:
     """Whether the run folder exists; a one-line error if it is a file or cannot be made or written."""
     if run.exists() and not run.is_dir():
         raise UserError(f"{run}: is a file, not a run folder")
-    existing = next(folder for folder in (run, *run.parents) if folder.exists())
+    existing = existing_ancestor(run)
     if not existing.is_dir():
         raise UserError(f"{run}: cannot create the run folder ({existing} is a file)")
     if not os.access(existing, os.W_OK | os.X_OK):

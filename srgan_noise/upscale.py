@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from srgan_noise.atomic import existing_ancestor
 from srgan_noise.errors import UserError
 from srgan_noise.generator import Generator, receptive_radius
 from srgan_noise.image_planes import (DEFAULT_MAX_PIXELS, FORMATS, ImagePlanes, PixelLayout, quantise, read_planes,
@@ -305,9 +306,7 @@ def room_problem(source: Path, target: Path, height: int, width: int, layout: Pi
                 f"{available / GIB:.1f} GiB is available")
     encoded = int(layout.nbytes(height, width) * (layout.channels - layout.padded) / layout.channels
                   * ENCODED_FRACTION[file_format])
-    folder = target.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
+    folder = existing_ancestor(target.parent)
     free = shutil.disk_usage(folder).free
     if encoded > free:
         return (f"{target}: the output may need up to {encoded / GIB:.1f} GiB on disk, "
@@ -465,9 +464,7 @@ def _folder_images(folder: Path, scale: int, console: Console) -> list[Path | Jo
 
 def _writable_problem(folder: Path) -> str | None:
     """Why files cannot be created in `folder` (made on the first write if missing), or None."""
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = existing_ancestor(folder)
     if not existing.is_dir():
         return f"{folder}: cannot create this output folder ({existing} is a file)"
     if not os.access(existing, os.W_OK | os.X_OK):
