@@ -375,7 +375,7 @@ def _train_holding(config: TrainConfig, resume: bool, world: World, device: torc
     data_rng = torch.Generator().manual_seed(config.seed)  # alike on every rank: each draws the global batch
     sampler, val_pairs = load_data(config)
     nets = build_nets(config.model, config, device)
-    if not val_pairs and world.is_main:  # after the inputs are known good: a bad one is the only line
+    if not val_pairs and world.is_main and not resume:  # once, at the start, after the inputs are known good
         warnings.warn("--data without --val: no validation figures (PSNR, SSIM, MSE, high-band ratio) "
                       "will be computed or plotted")
     step = 0
