@@ -129,6 +129,7 @@ def evaluate_images(images: list[tuple[str, torch.Tensor]], scale: int, generato
         raise ValueError(f"scale {scale} does not match the generator's x{generator.config.scale}")
     model_rows, bicubic_rows = [], []
     outputs: dict[str, list[torch.Tensor]] = {MODEL: [], BICUBIC: []}  # 8-bit, as saved, for the critic
+    hr_images: list[torch.Tensor] = []  # what the critic tells them from
     for name, image in images:
         hr = mod_crop(image, scale)
         height, width = hr.shape[-2:]
@@ -138,6 +139,8 @@ def evaluate_images(images: list[tuple[str, torch.Tensor]], scale: int, generato
                             f"{SSIM_WINDOW}x{SSIM_WINDOW} SSIM window)")
         lr = bicubic_down(hr, scale)
         hr_float = hr.float().div(255)
+        if critic_steps:
+            hr_images.append(hr_float)
         if generator is not None:
             sr = super_resolve(generator, lr.float().div(255))
             model_rows.append(ImageScore(MODEL, name, height, width, *score(sr, hr_float, scale)))
@@ -160,7 +163,6 @@ def evaluate_images(images: list[tuple[str, torch.Tensor]], scale: int, generato
                             "ssim": float(np.mean([row.ssim for row in scores])),
                             "hf_ratio": float(np.mean([row.hf_ratio for row in scores]))}
             if critic_steps:
-                hr_images = [mod_crop(image, scale).float().div(255) for _, image in images]
                 test = critic_accuracy(outputs[method], hr_images, steps=critic_steps, border=scale)
                 mean[method].update(critic=test.accuracy, critic_se=test.standard_error)
     return EvalResult(rows, mean, scale, weights=None)
