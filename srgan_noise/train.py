@@ -30,7 +30,7 @@ from srgan_noise.lock import locked_run
 from srgan_noise.losses import CONTENT_LOSSES, LOSSES, content_loss, d_loss, feature_matching, g_loss
 from srgan_noise.metrics import y_metrics
 from srgan_noise.monitor import MetricsLog, WindowMeans, first_non_finite
-from srgan_noise.perceptual import load_vgg_loss
+from srgan_noise.perceptual import MISSING_WEIGHTS, load_vgg_loss
 from srgan_noise.realism import high_band_ratio
 from srgan_noise.regularisers import HistoricalAverage, add_instance_noise, after_d_update, d_extra_loss, d_penalty
 from srgan_noise.schedules import noise_sigma, reg_gamma
@@ -107,8 +107,7 @@ class TrainConfig:
         if self.label_smoothing and self.loss not in ("non-saturating", "saturating", "lsgan"):
             raise UserError(f"--label-smoothing needs a loss with a real target, not --loss {self.loss}")
         if (self.content == "vgg") != (self.vgg_weights is not None):
-            raise UserError("--content vgg needs --vgg-weights PATH (a torchvision VGG19 state dict or .safetensors; "
-                            "nothing is downloaded)" if self.content == "vgg" else
+            raise UserError(MISSING_WEIGHTS if self.content == "vgg" else
                             f"--vgg-weights has no effect with --content {self.content}")
         if self.adv_weight < 0 or (self.content == "none" and self.adv_weight == 0 and self.steps > 0):
             raise UserError("--adv-weight must be >= 0, and > 0 with --content none (nothing would train G)")
