@@ -185,9 +185,9 @@ def compare_sr(config: CompareConfig) -> list[Path]:
             if not (Path(run_config.out) / CHECKPOINT_NAME).exists():
                 start_from(pretrained[seed], run_config)
             run = run_or_reuse(run_config)
-            runs[name].append([*read_metrics(run), *critic_record(run, run_config, config.critic_steps)])
+            runs[name].append(with_critic(run, run_config, config.critic_steps))
     rows = [{"schedule": "mse-pretrain", "seeds": config.seeds,
-             **summarise([[*read_metrics(run), *critic_record(run, base, config.critic_steps)] for run in pretrained],
+             **summarise([with_critic(run, base, config.critic_steps) for run in pretrained],
                          pretrain_figures)}]
     rows += [{"schedule": name, "seeds": config.seeds, **summarise(records, sr_figures)}
              for name, records in runs.items()]
@@ -213,17 +213,19 @@ def run_or_reuse(config: TrainConfig) -> Path:
     return train(config, resume=True)
 
 
-def critic_record(run: Path, config: TrainConfig, steps: int) -> list[dict[str, Any]]:
-    """[{"phase": "critic", "critic": accuracy, ...}]: the critic two-sample test of
-    the run's final generator on the validation images (realism.critic_accuracy,
-    its critic trained `steps` steps), cached in <run>/critic.json; [] for steps 0."""
+def with_critic(run: Path, config: TrainConfig, steps: int) -> list[dict[str, Any]]:
+    """The run's metrics records, then (unless steps is 0) a {"phase": "critic",
+    "critic": accuracy, ...} record: the critic two-sample test of the run's final
+    generator on the validation images (realism.critic_accuracy, its critic trained
+    `steps` steps), cached in <run>/critic.json."""
+    records = read_metrics(run)
     if steps == 0:
-        return []
-    cache, step = run / CRITIC_NAME, read_metrics(run)[-1]["step"]
+        return records
+    cache, step = run / CRITIC_NAME, records[-1]["step"]
     if cache.is_file():
         saved = json.loads(cache.read_text())
         if saved["step"] == step and saved.get("critic_steps") == steps:
-            return [saved]
+            return [*records, saved]
     scale = config.model.scale
     images = load_samples(SAMPLE_VAL) if config.val is None else load_folder(Path(config.val))
     generator = load_generator(run / GENERATOR_WEIGHTS, resolve_device(config.device))
@@ -233,7 +235,7 @@ def critic_record(run: Path, config: TrainConfig, steps: int) -> list[dict[str, 
     record = {"phase": "critic", "step": step, "critic_steps": steps, "critic": test.accuracy,
               "critic_se": test.standard_error}
     write_text_atomic(cache, json.dumps(record) + "\n")
-    return [record]
+    return [*records, record]
 
 
 def saved_settings(saved: dict[str, Any]) -> dict[str, Any]:
