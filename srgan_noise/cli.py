@@ -106,6 +106,7 @@ def train(
     content: Annotated[str, typer.Option(help="G's content term in the GAN phase: mse | l1 | vgg (Ledig's VGG54, needs --vgg-weights) | none (adversarial alone; use with --projection affine). Pre-training is MSE.")] = "mse",
     vgg_weights: Annotated[Optional[Path], typer.Option(help="--content vgg: torchvision VGG19 ImageNet weights, a state dict (.pth) or .safetensors (nothing is downloaded).")] = None,
     adv_weight: Annotated[float, typer.Option(help="Weight of the adversarial term.")] = 1e-3,
+    init: Annotated[Optional[Path], typer.Option(help="Start G from these generator weights (e.g. the shipped PSNR model) instead of a random initialisation; with --pretrain-steps 0 the GAN phase starts from them.")] = None,
     d_steps: Annotated[int, typer.Option(help="D updates per G update.")] = 1,
     steps: Annotated[Optional[int], typer.Option(help="GAN steps [default: 200]; with --resume, a new total.")] = None,
     pretrain_steps: Annotated[Optional[int], typer.Option(help="MSE pre-training steps [default: 300]; with --resume, extends a run still pre-training.")] = None,
@@ -131,6 +132,8 @@ def train(
     from srgan_noise.train import TrainConfig, train as run_training
 
     if resume is not None:
+        if init is not None:
+            raise UserError("--init starts a new run; a resumed run continues from its checkpoint")
         if resume.is_file():  # RUN/checkpoint.pt: the run is its folder
             resume = resume.parent
         checkpoint = load_checkpoint(resume)
@@ -173,7 +176,8 @@ def train(
             val=str(val) if val else None, model=model, noise=noise, noise_steps=noise_steps, reg=reg,
             label_smoothing=label_smoothing, loss=loss, content=content,
             vgg_weights=str(vgg_weights) if vgg_weights else None, adv_weight=adv_weight,
-            feature_matching=feature_matching, historical_averaging=historical_averaging, d_steps=d_steps,
+            init=str(init) if init else None, feature_matching=feature_matching,
+            historical_averaging=historical_averaging, d_steps=d_steps,
             batch_size=batch_size, patch_size=patch_size, lr=lr, pretrain_lr=pretrain_lr, log_every=log_every,
             checkpoint_every=checkpoint_every, device=device, amp=amp, sync_batch_norm=sync_batch_norm, seed=seed,
             progress=progress, **{name: value for name, value in unset_or_given.items() if value is not None},

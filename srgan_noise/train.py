@@ -34,7 +34,7 @@ from srgan_noise.perceptual import MISSING_WEIGHTS, load_vgg_loss
 from srgan_noise.realism import high_band_ratio
 from srgan_noise.regularisers import HistoricalAverage, add_instance_noise, after_d_update, d_extra_loss, d_penalty
 from srgan_noise.schedules import noise_sigma, reg_gamma
-from srgan_noise.weights import save_generator
+from srgan_noise.weights import load_generator, save_generator
 
 GENERATOR_WEIGHTS = "generator.safetensors"
 PRETRAIN_WEIGHTS = "generator_pretrain.safetensors"  # the MSE (PSNR-oriented) generator
@@ -68,6 +68,9 @@ class TrainConfig:
     # with model.projection "affine" keeping G consistent with its input).
     content: str = "mse"
     vgg_weights: str | None = None  # a torchvision VGG19 state dict (.pth) or .safetensors
+    # G's starting weights: a generator weights file (the shipped PSNR model, say) instead of a
+    # random initialisation, so a GAN phase (--pretrain-steps 0) need not redo the MSE phase.
+    init: str | None = None
     adv_weight: float = 1e-3
     d_steps: int = 1
     steps: int = 200  # GAN steps (with the rest of the defaults: a ~2 minute CPU demo)
@@ -331,6 +334,21 @@ def build_nets(model: ModelConfig, config: TrainConfig, device: torch.device) ->
     )
 
 
+GENERATOR_FIELDS = ("scale", "channels", "blocks", "batch_norm", "image_skip")  # projection has no weights
+
+
+def initial_generator(path: Path, model: ModelConfig) -> Generator:
+    """--init's generator, refused in one line if its weights do not fit the run's architecture."""
+    generator = load_generator(path)
+    differing = [name for name in GENERATOR_FIELDS if getattr(generator.config, name) != getattr(model, name)]
+    if differing:
+        described = ", ".join(f"{name} {getattr(generator.config, name)} (the run: {getattr(model, name)})"
+                              for name in differing)
+        raise UserError(f"{path}: --init weights do not fit the run's generator: {described}; "
+                        "choose the matching --preset and --scale")
+    return generator
+
+
 def rng_states(data_rng: torch.Generator, device: torch.device) -> dict[str, Any]:
     states = {"torch": torch.get_rng_state(), "data": data_rng.get_state()}
     if device.type == "cuda":
@@ -378,6 +396,8 @@ def _train_holding(config: TrainConfig, resume: bool, world: World, device: torc
         warnings.warn("--data without --val: no validation figures (PSNR, SSIM, MSE, high-band ratio) "
                       "will be computed or plotted")
     step = 0
+    if config.init is not None and checkpoint is None:
+        nets.generator.load_state_dict(initial_generator(Path(config.init), config.model).state_dict())
     if checkpoint is not None:
         nets.generator.load_state_dict(checkpoint["generator"])
         # The GAN phase's state may be absent from a checkpoint written in

@@ -164,3 +164,8 @@ def test_eval_no_progress(image_folder):
     result = run("eval", "--data", image_folder, "--bicubic", "--no-progress")
     assert result.exit_code == 0, result.output
     assert "mean of 4" in result.stdout
+
+
+def test_init_with_resume_is_refused(tmp_path):
+    one_error_line(run("train", "--resume", tmp_path / "run", "--init", tmp_path / "g.safetensors"),
+                   "--init starts a new run")

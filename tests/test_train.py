@@ -313,3 +313,32 @@ def test_validation_crops_go_to_tensorboard(tmp_path, image_folder):
     assert panel.shape == (3, 40, 120)
     torch.testing.assert_close(panel[:, :, 80:], hr[:, 4:44, :])  # the centre 40 rows of HR
     torch.testing.assert_close(panel[:, :4, :4], lr[:, 1:2, 0:1].expand(3, 4, 4))  # one LR pixel, 4x4
+
+
+def test_init_starts_from_the_given_weights(tmp_path, image_folder):
+    """--init: the GAN phase (no pre-training) starts from the weights file, so its first
+    window is the same as continuing the run that made them with a fresh GAN phase."""
+    source = train(config(tmp_path, "source", data=str(image_folder), steps=0, pretrain_steps=2))
+    weights = source / "generator.safetensors"
+    started = train(config(tmp_path, "started", data=str(image_folder), steps=0, pretrain_steps=2, seed=5,
+                           init=str(weights)))
+    # Pre-training continued from the file: its first MSE is the file's, not a random G's.
+    random_start = train(config(tmp_path, "random", data=str(image_folder), steps=0, pretrain_steps=2, seed=5))
+    init_loss, random_loss = (read_metrics(r)[0]["loss_pixel"] for r in (started, random_start))
+    assert init_loss != pytest.approx(random_loss)
+    torch.manual_seed(0)
+    gan = train(config(tmp_path, "gan", data=str(image_folder), steps=2, pretrain_steps=0, init=str(weights)))
+    # One GAN window in, G moved from the file's weights but stays near them (lr 1e-4, 2 steps).
+    start, after = (dict(load_generator(path).named_parameters()) for path in (weights, gan / "generator.safetensors"))
+    moved = max(float((start[name] - after[name]).abs().max()) for name in start)
+    assert 0 < moved < 0.01
+
+
+def test_init_with_another_architecture_is_one_line(tmp_path, image_folder):
+    source = train(config(tmp_path, "source", data=str(image_folder), steps=0, pretrain_steps=2))
+    with pytest.raises(UserError) as error:
+        train(config(tmp_path, "other", data=str(image_folder), steps=2, pretrain_steps=0,
+                     model=preset("tiny", blocks=3), init=str(source / "generator.safetensors")))
+    message = str(error.value)
+    assert "\n" not in message and "blocks 2 (the run: 3)" in message and "generator.safetensors" in message
+    assert not (tmp_path / "other" / "checkpoint.pt").exists()
