@@ -317,6 +317,7 @@ def eval_(
     bicubic: Annotated[bool, typer.Option("--bicubic", help="Also score the bicubic baseline (PIL bicubic down and up).")] = False,
     critic: Annotated[bool, typer.Option("--critic", help="Also run the critic two-sample test per method: a fresh small discriminator learns to tell HR from SR patches; its held-out accuracy (0.5: indistinguishable). About 20 s a method on a CPU.")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Folder to write results.csv and results.json [default: print only].")] = None,
+    html: Annotated[Optional[Path], typer.Option(help="Folder to write index.html: a self-contained page with a before/after slider and zoom per image between any two methods and HR, and the table.")] = None,
     device: Device = "auto",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
@@ -330,7 +331,8 @@ def eval_(
     from srgan_noise.realism import CRITIC_STEPS
 
     config = EvalConfig(data=str(data), weights=str(weights) if weights else None, model=model, scale=scale, bicubic=bicubic,
-                        critic_steps=CRITIC_STEPS if critic else 0, out=str(out) if out else None, device=device)
+                        critic_steps=CRITIC_STEPS if critic else 0, out=str(out) if out else None, html=html,
+                        device=device)
     with Progress(console=console, transient=True, disable=not (progress and console.is_terminal)) as bar:
         task = bar.add_task("images", total=None)
         result = evaluate(config, on_image=lambda name: bar.advance(task))
@@ -342,6 +344,8 @@ def eval_(
     Console(width=max(stdout.width, needed)).print(table)
     if out is not None:
         console.print(f"wrote {out / 'results.csv'}, {out / 'results.json'}", highlight=False, soft_wrap=True)
+    if html is not None:
+        console.print(f"wrote {html / 'index.html'}", highlight=False, soft_wrap=True)
 
 
 @app.command(short_help="Export a generator to ONNX (dynamic size).")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -22,13 +23,14 @@ import torch
 from PIL import Image
 from rich.table import Table
 
-from srgan_noise.atomic import write_text_atomic
+from srgan_noise.atomic import existing_ancestor, write_text_atomic
 from srgan_noise.data import mod_crop
 from srgan_noise.errors import UserError
 from srgan_noise.generator import Generator
 from srgan_noise.images import list_images, load_rgb, pil_to_tensor
 from srgan_noise.metrics import quantize, y_metrics
 from srgan_noise.realism import critic_accuracy, high_band_ratio
+from srgan_noise.report import HR, report_html
 from srgan_noise.train import resolve_device
 from srgan_noise.upscale import upscale_fitting_memory
 from srgan_noise.weights import load_generator, shipped_weights
@@ -49,6 +51,7 @@ class EvalConfig:
     bicubic: bool = False  # also score PIL bicubic upscaling
     critic_steps: int = 0  # > 0: also the critic two-sample test, its critic trained this many steps per method
     out: str | None = None  # folder for results.csv and results.json; None: nothing written
+    html: Path | None = None  # folder for index.html, the visual report (report.py); None: none written
     device: str = "auto"  # auto | cpu | cuda
 
     def __post_init__(self) -> None:
@@ -79,10 +82,16 @@ class EvalResult:
     mean: dict[str, dict[str, float]]
     scale: int
     weights: str | None  # the weights file scored as MODEL, None for bicubic only
+    # image name -> {method or HR: (3, H, W) uint8 as scored}; None unless asked for (they cost memory)
+    images: dict[str, dict[str, torch.Tensor]] | None = None
 
     @property
     def methods(self) -> list[str]:
         return list(self.mean)
+
+    def label(self, method: str) -> str:
+        """What tables call a method: the weights file's stem for the model."""
+        return method if method == BICUBIC else Path(self.weights or MODEL).stem
 
 
 def bicubic_down(hr: torch.Tensor, scale: int) -> torch.Tensor:
@@ -119,9 +128,11 @@ def score(sr: torch.Tensor, hr: torch.Tensor, scale: int) -> tuple[float, float,
 
 
 def evaluate_images(images: list[tuple[str, torch.Tensor]], scale: int, generator: Generator | None = None,
-                    bicubic: bool = False, on_image: ImageDone | None = None, critic_steps: int = 0) -> EvalResult:
+                    bicubic: bool = False, on_image: ImageDone | None = None, critic_steps: int = 0,
+                    keep_images: bool = False) -> EvalResult:
     """Score named HR images, each (3, H, W) uint8, with the generator and/or the
-    bicubic baseline; with `critic_steps`, also the critic two-sample test per method.
+    bicubic baseline; with `critic_steps`, also the critic two-sample test per method;
+    with `keep_images`, the 8-bit outputs and HR images in the result, for the report.
     Pure apart from `on_image`; the generator must be in eval mode."""
     if generator is None and not bicubic:
         raise ValueError("nothing to evaluate: no generator and bicubic=False")
@@ -130,6 +141,7 @@ def evaluate_images(images: list[tuple[str, torch.Tensor]], scale: int, generato
     model_rows, bicubic_rows = [], []
     outputs: dict[str, list[torch.Tensor]] = {MODEL: [], BICUBIC: []}  # 8-bit, as saved, for the critic
     hr_images: list[torch.Tensor] = []  # what the critic tells them from
+    kept: dict[str, dict[str, torch.Tensor]] = {}
     for name, image in images:
         hr = mod_crop(image, scale)
         height, width = hr.shape[-2:]
@@ -141,16 +153,23 @@ def evaluate_images(images: list[tuple[str, torch.Tensor]], scale: int, generato
         hr_float = hr.float().div(255)
         if critic_steps:
             hr_images.append(hr_float)
+        if keep_images:
+            kept[name] = {HR: hr}
         if generator is not None:
             sr = super_resolve(generator, lr.float().div(255))
             model_rows.append(ImageScore(MODEL, name, height, width, *score(sr, hr_float, scale)))
             if critic_steps:
                 outputs[MODEL].append(quantize(sr))
+            if keep_images:
+                kept[name][MODEL] = sr.clamp(0, 1).mul(255).round().to(torch.uint8)
         if bicubic:
-            up = bicubic_up(lr, scale).float().div(255)
+            up_8bit = bicubic_up(lr, scale)
+            up = up_8bit.float().div(255)
             bicubic_rows.append(ImageScore(BICUBIC, name, height, width, *score(up, hr_float, scale)))
             if critic_steps:
                 outputs[BICUBIC].append(up)
+            if keep_images:
+                kept[name][BICUBIC] = up_8bit
         if on_image is not None:
             on_image(name)
     rows = tuple(model_rows + bicubic_rows)
@@ -165,7 +184,7 @@ def evaluate_images(images: list[tuple[str, torch.Tensor]], scale: int, generato
             if critic_steps:
                 test = critic_accuracy(outputs[method], hr_images, steps=critic_steps, border=scale)
                 mean[method].update(critic=test.accuracy, critic_se=test.standard_error)
-    return EvalResult(rows, mean, scale, weights=None)
+    return EvalResult(rows, mean, scale, weights=None, images=kept if keep_images else None)
 
 
 def resolve_weights(config: EvalConfig) -> Path | None:
@@ -183,8 +202,12 @@ def resolve_weights(config: EvalConfig) -> Path | None:
 
 def evaluate(config: EvalConfig, on_image: ImageDone | None = None) -> EvalResult:
     """Run the protocol on the folder `config.data`; write results.csv and
-    results.json to `config.out` when it is set. Any unreadable image is an error
-    (a mean over part of a benchmark is not the benchmark's figure)."""
+    results.json to `config.out` and index.html to `config.html` when they are set.
+    Any unreadable image is an error (a mean over part of a benchmark is not the
+    benchmark's figure)."""
+    for folder in (config.out, config.html):
+        if folder is not None:
+            check_writable(Path(folder))
     paths = list_images(Path(config.data))
     weights = resolve_weights(config)
     generator = None
@@ -194,11 +217,24 @@ def evaluate(config: EvalConfig, on_image: ImageDone | None = None) -> EvalResul
             raise UserError(f"--scale {config.scale} does not match {weights}, a x{generator.config.scale} "
                             f"generator; use --scale {generator.config.scale}")
     images = [(path.name, load_rgb(path)) for path in paths]
-    result = evaluate_images(images, config.scale, generator, config.bicubic, on_image, config.critic_steps)
+    result = evaluate_images(images, config.scale, generator, config.bicubic, on_image, config.critic_steps,
+                             keep_images=config.html is not None)
     result = replace(result, weights=str(weights) if weights is not None else None)
     if config.out is not None:
         write_results(result, Path(config.out))
+    if config.html is not None:
+        write_report(result, Path(config.html))
     return result
+
+
+def check_writable(folder: Path) -> None:
+    """Refuse an output folder that cannot be one (a file in its place or on its
+    way, a read-only parent) before the images are scored, not after."""
+    existing = existing_ancestor(folder.absolute())
+    if not existing.is_dir():
+        raise UserError(f"{folder}: not a folder ({existing} is a file)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{folder}: cannot write there (permission denied on {existing})")
 
 
 def results_table(result: EvalResult) -> Table:
@@ -207,7 +243,7 @@ def results_table(result: EvalResult) -> Table:
     table.add_column("image")
     table.add_column("size", justify="right")
     for method in result.methods:
-        label = method if method == BICUBIC else Path(result.weights or MODEL).stem
+        label = result.label(method)
         table.add_column(f"{label}\nPSNR dB", justify="right")
         table.add_column(f"{label}\nSSIM", justify="right")
         table.add_column(f"{label}\nhigh-band", justify="right")
@@ -253,9 +289,16 @@ def write_results(result: EvalResult, folder: Path) -> tuple[Path, Path]:
     return csv_path, json_path
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
+def write_report(result: EvalResult, folder: Path) -> Path:
+    """index.html in `folder`, written atomically (report.py; needs the kept images)."""
+    path = folder / "index.html"
+    _write_text_atomic(path, report_html(result), "the report")
+    return path
+
+
+def _write_text_atomic(path: Path, text: str, what: str = "results") -> None:
     """Through a temporary file in the same folder, then a rename: never half a file."""
     try:
         write_text_atomic(path, text)
     except OSError as error:
-        raise UserError(f"{path.parent}: cannot write results there ({error.strerror or error})") from None
+        raise UserError(f"{path.parent}: cannot write {what} there ({error.strerror or error})") from None
