@@ -21,7 +21,7 @@ console = Console(stderr=True)
 
 Device = Annotated[str, typer.Option(help="auto | cpu | cuda")]
 Seed = Annotated[int, typer.Option(help="Seed for weights, data order and noise.")]
-Model = Annotated[str, typer.Option(help="Shipped x4 weights to use when --weights is not given: gan (sharper) | psnr (MSE-trained).")]
+Model = Annotated[str, typer.Option(help="Shipped weights to use when --weights is not given: real (trained on realistic degradations, for photos) | gan (sharper) | psnr (MSE-trained); gan and psnr are trained on the bicubic benchmark protocol.")]
 
 
 def _version(value: bool) -> None:
@@ -87,6 +87,7 @@ def train(
     no_batch_norm: Annotated[bool, typer.Option("--no-batch-norm", help="Generator without BN.")] = False,
     image_skip: Annotated[bool, typer.Option(help="Add the bicubic-upsampled input to G's output (off: Ledig's original).")] = True,
     projection: Annotated[str, typer.Option(help="none | affine: project G's output onto the images whose bicubic downscaling is exactly the input (Sonderby et al. 2016); saved with the weights, so upscale and eval apply it.")] = "none",
+    degradation: Annotated[str, typer.Option(help="How LR training patches are made: bicubic (antialiased, the SR benchmark protocol) | realistic (a random chain per patch: blur, one of six downscalers, Gaussian/Poisson noise, JPEG 30-95; README 'Real photos'). Validation stays bicubic.")] = "bicubic",
     noise: Annotated[str, typer.Option(help="Instance noise: none | constant | linear (sigma0 -> 0).")] = "linear",
     sigma0: Annotated[Optional[float], typer.Option(help="Noise std in [0,1] intensity units [default: 0.1].")] = None,
     noise_steps: Annotated[Optional[int], typer.Option(help="Step where linear noise reaches 0 [default: --steps].")] = None,
@@ -173,7 +174,7 @@ def train(
         config = TrainConfig(
             out=str(out or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{preset}-x{scale}"),
             data=tuple(str(folder) for folder in data) if data else None,
-            val=str(val) if val else None, model=model, noise=noise, noise_steps=noise_steps, reg=reg,
+            val=str(val) if val else None, degradation=degradation, model=model, noise=noise, noise_steps=noise_steps, reg=reg,
             label_smoothing=label_smoothing, loss=loss, content=content,
             vgg_weights=str(vgg_weights) if vgg_weights else None, adv_weight=adv_weight,
             init=str(init) if init else None, feature_matching=feature_matching,
@@ -213,8 +214,10 @@ def plot(
 def upscale(
     inputs: Annotated[list[Path], typer.Argument(help="Image files, and folders of images (their non-image files are skipped with a note).", show_default=False)],
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help="A file for one input file, else a folder [default: NAME_x<scale>.EXT beside each input].")] = None,
-    weights: Annotated[Optional[Path], typer.Option(help="Generator weights written by srgan train (RUN/generator.safetensors) [default: the shipped --model].")] = None,
-    model: Model = "gan",
+    weights: Annotated[Optional[Path], typer.Option(help="Generator weights written by srgan train (RUN/generator.safetensors) [default: the shipped --model at --scale].")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Shipped weights when --weights is not given: real (trained on realistic degradations: blur, resizers, noise, JPEG; for photos) | gan (sharper) | psnr (MSE-trained); gan and psnr are trained on the bicubic benchmark protocol [default: real where shipped at the scale, else gan].")] = None,
+    scale: Annotated[Optional[int], typer.Option(help="The model's scale, 2 | 4 (| 8), choosing among the shipped weights [default: 4; with --outscale the smallest shipped scale >= it; with --weights the file's].")] = None,
+    outscale: Annotated[Optional[float], typer.Option(help="Resize the model's output to round(OUTSCALE x the input size), Pillow bicubic (antialiased when shrinking); from 1 to twice the model's scale. Outputs are named NAME_x<OUTSCALE>.EXT.")] = None,
     tile: Annotated[int, typer.Option(help="LR pixels per tile side, context excluded.")] = 256,
     overlap: Annotated[str, typer.Option(help="LR pixels of context around each tile; auto: the generator's receptive radius, which makes the output equal the untiled one.")] = "auto",
     batch_tiles: Annotated[Optional[int], typer.Option(help="Tiles per forward pass [default: 4 on CUDA; 1 on CPU, where batches gain nothing and cost memory].")] = None,
@@ -241,7 +244,8 @@ def upscale(
         raise UserError(f"--overlap must be auto or a number of LR pixels, got {overlap!r}")
     config = UpscaleConfig(
         inputs=tuple(str(path) for path in inputs), out=str(out) if out else None,
-        weights=str(weights) if weights else None, model=model, tile=tile, overlap=None if overlap == "auto" else int(overlap),
+        weights=str(weights) if weights else None, model=model, scale=scale, outscale=outscale, tile=tile,
+        overlap=None if overlap == "auto" else int(overlap),
         batch_tiles=batch_tiles, device=device, precision=precision, ext=ext, alpha=alpha, force=force,
         progress=progress, **({"max_pixels": max_pixels} if max_pixels is not None else {}),
     )
@@ -314,14 +318,15 @@ def eval_(
     weights: Annotated[Optional[Path], typer.Option(help="Generator weights written by srgan train (RUN/generator.safetensors) [default: the shipped --model; none with --bicubic when that is absent].")] = None,
     model: Model = "gan",
     scale: Annotated[int, typer.Option(help="Must match the generator's scale.")] = 4,
-    bicubic: Annotated[bool, typer.Option("--bicubic", help="Also score the bicubic baseline (PIL bicubic down and up).")] = False,
+    bicubic: Annotated[bool, typer.Option("--bicubic", help="Also score the bicubic baseline (PIL bicubic up from the same LR input).")] = False,
+    degradation: Annotated[str, typer.Option(help="How the LR inputs are made from the HR images: pil-bicubic (the standard protocol) | pil-lanczos | pil-box | cv-area | cv-cubic | cv-linear (OpenCV's, no antialiasing) | jpeg75 | noise5 (pil-bicubic, then JPEG quality 75 / Gaussian noise sigma 5 of 255) | realistic (one seeded draw of the training chain).")] = "pil-bicubic",
     critic: Annotated[bool, typer.Option("--critic", help="Also run the critic two-sample test per method: a fresh small discriminator learns to tell HR from SR patches; its held-out accuracy (0.5: indistinguishable). About 20 s a method on a CPU.")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Folder to write results.csv and results.json [default: print only].")] = None,
     html: Annotated[Optional[Path], typer.Option(help="Folder to write index.html: a self-contained page with a before/after slider and zoom per image between any two methods and HR, and the table.")] = None,
     device: Device = "auto",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """Benchmark on a folder of HR images: crop to a multiple of the scale, PIL bicubic LR, super-resolve, then
+    """Benchmark on a folder of HR images: crop to a multiple of the scale, LR by --degradation, super-resolve, then
     PSNR, SSIM (11x11 Gaussian, sigma 1.5) and the high-band power ratio (SR's power above the LR Nyquist over HR's;
     1.0: as much fine detail as the real image) on the BT.601 Y channel with a `scale` px border cropped."""
     from rich.measure import Measurement
@@ -330,7 +335,8 @@ def eval_(
     from srgan_noise.evaluate import EvalConfig, evaluate, results_table
     from srgan_noise.realism import CRITIC_STEPS
 
-    config = EvalConfig(data=str(data), weights=str(weights) if weights else None, model=model, scale=scale, bicubic=bicubic,
+    config = EvalConfig(data=str(data), weights=str(weights) if weights else None, model=model, scale=scale,
+                        bicubic=bicubic, degradation=degradation,
                         critic_steps=CRITIC_STEPS if critic else 0, out=str(out) if out else None, html=html,
                         device=device)
     with Progress(console=console, transient=True, disable=not (progress and console.is_terminal)) as bar:
@@ -351,7 +357,7 @@ def eval_(
 @app.command(short_help="Export a generator to ONNX (dynamic size).")
 @command
 def export(
-    weights: Annotated[Path, typer.Argument(help="Generator weights (a .safetensors written by srgan train, or weights/*.safetensors).", show_default=False)],
+    weights: Annotated[Path, typer.Argument(help="Generator weights (a .safetensors written by srgan train, or srgan_noise/pretrained/*.safetensors).", show_default=False)],
     out: Annotated[Path, typer.Option("-o", "--out", help="The .onnx file to write.", show_default=False)],
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
     check: Annotated[bool, typer.Option(help="Compare ONNX Runtime's output with torch's on odd-sized random inputs (needs onnxruntime).")] = True,

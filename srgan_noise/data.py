@@ -1,6 +1,7 @@
 """Training and validation images: HR folders (or scikit-image's bundled
 samples), random HR crops with flips and 90-degree rotations, LR inputs made
-by antialiased bicubic downscaling.
+by antialiased bicubic downscaling or, for training with the `realistic`
+degradation, by degradations.degrade_realistic's random chain.
 
 Patches come from a seeded torch.Generator rather than a DataLoader: the
 images are held in memory as uint8, cropping a batch costs little next to a
@@ -14,12 +15,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from srgan_noise.degradations import degrade_realistic
 from srgan_noise.errors import UserError
 from srgan_noise.images import list_images, load_rgb
 
 # scikit-image samples that ship inside the package (others need a download).
 SAMPLE_TRAIN = ("astronaut", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina", "cat")
 SAMPLE_VAL = ("chelsea",)
+DEGRADATIONS = ("bicubic", "realistic")  # how training LR patches are made
 
 
 def load_folder(folder: Path) -> list[torch.Tensor]:
@@ -64,9 +67,13 @@ def mod_crop(image: torch.Tensor, scale: int) -> torch.Tensor:
 
 
 class PatchSampler:
-    """Random (LR, HR) patch batches from in-memory HR images."""
+    """Random (LR, HR) patch batches from in-memory HR images; LR by antialiased bicubic
+    (`degradation` bicubic) or by the random realistic chain (degradations.py)."""
 
-    def __init__(self, images: list[torch.Tensor], patch_size: int, scale: int, source: str) -> None:
+    def __init__(self, images: list[torch.Tensor], patch_size: int, scale: int, source: str,
+                 degradation: str = "bicubic") -> None:
+        if degradation not in DEGRADATIONS:
+            raise UserError(f"--degradation must be one of {', '.join(DEGRADATIONS)}, got {degradation!r}")
         if patch_size % scale != 0:
             raise UserError(f"patch size {patch_size} is not a multiple of the scale {scale}")
         too_small = {i for i, image in enumerate(images) if min(image.shape[-2:]) < patch_size}
@@ -80,9 +87,11 @@ class PatchSampler:
         self.images = [image for i, image in enumerate(images) if i not in too_small]
         self.patch_size = patch_size
         self.scale = scale
+        self.degradation = degradation
 
     def sample(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> LR (B, 3, p/s, p/s) and HR (B, 3, p, p), float in [0, 1]."""
+        """-> LR (B, 3, p/s, p/s) and HR (B, 3, p, p), float in [0, 1]. Every random
+        choice (crops, then the realistic chain and its noise) comes from `generator`."""
         p = self.patch_size
         patches = []
         picks = torch.randint(len(self.images), (batch_size,), generator=generator).tolist()
@@ -97,6 +106,8 @@ class PatchSampler:
                 patch = patch.flip(-1)
             patches.append(torch.rot90(patch, int(rotations), dims=(-2, -1)))
         hr = torch.stack(patches).float().div(255)
+        if self.degradation == "realistic":
+            return degrade_realistic(hr, self.scale, generator), hr
         return downscale(hr, self.scale), hr
 
 

@@ -1,7 +1,8 @@
 """`srgan eval`: the standard SR benchmark protocol on a folder of HR images.
 
 Each HR image is cropped to a multiple of the scale (top-left kept), the LR input
-is made with PIL bicubic (antialiased), the generator super-resolves it, and the
+is made with PIL bicubic (antialiased; or another of degradations.FAMILIES, named by
+`degradation`), the generator super-resolves it, and the
 result is compared with the HR image on the ITU-R BT.601 luma, `scale` pixels
 cropped from each border (PSNR; SSIM with an 11x11 Gaussian window, sigma 1.5;
 the high-band power ratio; optionally the critic two-sample test, realism.py).
@@ -25,6 +26,7 @@ from rich.table import Table
 
 from srgan_noise.atomic import existing_ancestor, write_text_atomic
 from srgan_noise.data import mod_crop
+from srgan_noise.degradations import FAMILIES, PROTOCOL
 from srgan_noise.errors import UserError
 from srgan_noise.generator import Generator
 from srgan_noise.images import list_images, load_rgb, pil_to_tensor
@@ -49,6 +51,7 @@ class EvalConfig:
     model: str = "gan"  # gan | psnr: which shipped weights, when `weights` is None
     scale: int = 4  # must match the generator's
     bicubic: bool = False  # also score PIL bicubic upscaling
+    degradation: str = PROTOCOL  # how the LR inputs are made: a name of degradations.FAMILIES
     critic_steps: int = 0  # > 0: also the critic two-sample test, its critic trained this many steps per method
     out: str | None = None  # folder for results.csv and results.json; None: nothing written
     html: Path | None = None  # folder for index.html, the visual report (report.py); None: none written
@@ -59,6 +62,8 @@ class EvalConfig:
             raise UserError(f"--device must be one of auto, cpu, cuda, got {self.device!r}")
         if self.critic_steps < 0:
             raise UserError(f"critic steps must be >= 0, got {self.critic_steps}")
+        if self.degradation not in FAMILIES:
+            raise UserError(f"--degradation must be one of {', '.join(FAMILIES)}, got {self.degradation!r}")
         if self.scale < 2:
             raise UserError(f"--scale must be at least 2, got {self.scale}")
 
@@ -82,6 +87,7 @@ class EvalResult:
     mean: dict[str, dict[str, float]]
     scale: int
     weights: str | None  # the weights file scored as MODEL, None for bicubic only
+    degradation: str = PROTOCOL  # how the LR inputs were made (degradations.FAMILIES)
     # image name -> {method or HR: (3, H, W) uint8 as scored}; None unless asked for (they cost memory)
     images: dict[str, dict[str, torch.Tensor]] | None = None
 
@@ -129,9 +135,10 @@ def score(sr: torch.Tensor, hr: torch.Tensor, scale: int) -> tuple[float, float,
 
 def evaluate_images(images: list[tuple[str, torch.Tensor]], scale: int, generator: Generator | None = None,
                     bicubic: bool = False, on_image: ImageDone | None = None, critic_steps: int = 0,
-                    keep_images: bool = False) -> EvalResult:
+                    keep_images: bool = False, degradation: str = PROTOCOL) -> EvalResult:
     """Score named HR images, each (3, H, W) uint8, with the generator and/or the
-    bicubic baseline; with `critic_steps`, also the critic two-sample test per method;
+    bicubic baseline, both given the same LR input made by the `degradation` family;
+    with `critic_steps`, also the critic two-sample test per method;
     with `keep_images`, the 8-bit outputs and HR images in the result, for the report.
     Pure apart from `on_image`; the generator must be in eval mode."""
     if generator is None and not bicubic:
@@ -149,7 +156,7 @@ def evaluate_images(images: list[tuple[str, torch.Tensor]], scale: int, generato
             raise UserError(f"{name}: {width}x{height} after cropping to a multiple of {scale} is too small to "
                             f"score (at least {2 * scale + SSIM_WINDOW} px a side: {scale} px borders and an "
                             f"{SSIM_WINDOW}x{SSIM_WINDOW} SSIM window)")
-        lr = bicubic_down(hr, scale)
+        lr = FAMILIES[degradation](hr, scale)
         hr_float = hr.float().div(255)
         if critic_steps:
             hr_images.append(hr_float)
@@ -184,7 +191,8 @@ def evaluate_images(images: list[tuple[str, torch.Tensor]], scale: int, generato
             if critic_steps:
                 test = critic_accuracy(outputs[method], hr_images, steps=critic_steps, border=scale)
                 mean[method].update(critic=test.accuracy, critic_se=test.standard_error)
-    return EvalResult(rows, mean, scale, weights=None, images=kept if keep_images else None)
+    return EvalResult(rows, mean, scale, weights=None, degradation=degradation,
+                      images=kept if keep_images else None)
 
 
 def resolve_weights(config: EvalConfig) -> Path | None:
@@ -193,7 +201,7 @@ def resolve_weights(config: EvalConfig) -> Path | None:
     if config.weights is not None:
         return Path(config.weights)
     try:
-        return shipped_weights(config.model)
+        return shipped_weights(config.model, config.scale)
     except UserError as error:
         if config.bicubic:
             return None
@@ -218,7 +226,7 @@ def evaluate(config: EvalConfig, on_image: ImageDone | None = None) -> EvalResul
                             f"generator; use --scale {generator.config.scale}")
     images = [(path.name, load_rgb(path)) for path in paths]
     result = evaluate_images(images, config.scale, generator, config.bicubic, on_image, config.critic_steps,
-                             keep_images=config.html is not None)
+                             keep_images=config.html is not None, degradation=config.degradation)
     result = replace(result, weights=str(weights) if weights is not None else None)
     if config.out is not None:
         write_results(result, Path(config.out))
@@ -239,7 +247,8 @@ def check_writable(folder: Path) -> None:
 
 def results_table(result: EvalResult) -> Table:
     """Per-image PSNR/SSIM, one column pair per method, and the mean as the last row."""
-    table = Table(title=f"x{result.scale}, Y channel, {result.scale} px border", title_justify="left")
+    table = Table(title=f"x{result.scale}, LR by {result.degradation}, Y channel, {result.scale} px border",
+                  title_justify="left")
     table.add_column("image")
     table.add_column("size", justify="right")
     for method in result.methods:
@@ -281,7 +290,8 @@ def write_results(result: EvalResult, folder: Path) -> tuple[Path, Path]:
                          f"{row.hf_ratio:.4f}"])
     for method, mean in result.mean.items():
         writer.writerow([method, "mean", "", "", f"{mean['psnr']:.4f}", f"{mean['ssim']:.6f}", f"{mean['hf_ratio']:.4f}"])
-    document = {"scale": result.scale, "weights": result.weights, "border": result.scale, "channel": "Y (BT.601)",
+    document = {"scale": result.scale, "weights": result.weights, "degradation": result.degradation,
+                "border": result.scale, "channel": "Y (BT.601)",
                 "rows": [asdict(row) for row in result.rows], "mean": result.mean}
     csv_path, json_path = folder / "results.csv", folder / "results.json"
     _write_text_atomic(csv_path, buffer.getvalue())

@@ -150,6 +150,17 @@ def quantise(planes: torch.Tensor, grey: bool, bits: int) -> np.ndarray:
     return values.permute(1, 2, 0).numpy().astype(np.uint16 if bits == 16 else np.uint8)
 
 
+def resize_array(array: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(H, W, C) uint8 or uint16 pixels -> (height, width, C) of the same type, by Pillow's
+    bicubic filter (antialiased when shrinking, as MATLAB imresize), one channel at a time
+    so that only one plane is copied beside the two arrays."""
+    resized = np.empty((height, width, array.shape[2]), array.dtype)
+    for channel in range(array.shape[2]):
+        plane = Image.fromarray(np.ascontiguousarray(array[..., channel]))  # L, or I;16 for uint16
+        resized[..., channel] = np.asarray(plane.resize((width, height), Image.Resampling.BICUBIC))
+    return resized
+
+
 def write_array(array: np.ndarray, layout: PixelLayout, path: Path, icc_profile: bytes | None = None,
                 quality: int = 95, overwrite: bool = True) -> None:
     """Write (H, W, C) pixels in `layout` to `path` (format from the suffix) without a

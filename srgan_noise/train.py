@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from srgan_noise.atomic import existing_ancestor, remove_leftovers
 from srgan_noise.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from srgan_noise.config import ModelConfig, preset
-from srgan_noise.data import SAMPLE_TRAIN, SAMPLE_VAL, PatchSampler, load_folder, load_samples, validation_pairs
+from srgan_noise.data import (DEGRADATIONS, SAMPLE_TRAIN, SAMPLE_VAL, PatchSampler, load_folder, load_samples,
+                              validation_pairs)
 from srgan_noise.discriminator import Discriminator
 from srgan_noise.distributed import (World, device_for, from_main, mean_over_ranks, process_group, rank_seed,
                                      rank_slice, replicate)
@@ -45,6 +46,9 @@ class TrainConfig:
     out: str = "runs/demo"
     data: tuple[str, ...] | str | None = None  # HR image folder(s); None: scikit-image's bundled samples
     val: str | None = None  # HR image folder; None: a held-out sample (or none with --data)
+    # How training LR patches are made: bicubic (antialiased, the SR protocol) | realistic
+    # (degradations.py's random blur, downscaler, noise and JPEG chain; validation stays bicubic).
+    degradation: str = "bicubic"
     model: ModelConfig = dataclasses.field(default_factory=lambda: preset("small"))
     # Instance noise: N(0, sigma^2) on real and fake before every D call, images in [0, 1].
     noise: str = "linear"  # none | constant | linear
@@ -93,7 +97,7 @@ class TrainConfig:
         choices = {"noise": ("none", "constant", "linear"), "reg": ("none", "roth", "r1", "r2"),
                    "gamma_schedule": ("annealed", "constant"), "loss": LOSSES,
                    "feature_matching": ("none", "replace", "add"), "device": ("auto", "cpu", "cuda"),
-                   "content": CONTENT_LOSSES}
+                   "content": CONTENT_LOSSES, "degradation": DEGRADATIONS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}")
@@ -116,6 +120,9 @@ class TrainConfig:
             raise UserError("--adv-weight must be >= 0, and > 0 with --content none (nothing would train G)")
         if self.checkpoint_every % self.log_every:
             raise UserError("--checkpoint-every must be a multiple of --log-every")
+        if self.degradation == "realistic" and self.model.projection == "affine":
+            raise UserError("--projection affine makes the output downscale exactly to the input by bicubic, "
+                            "which --degradation realistic does not use; use one of them")
         if self.patch_size % self.model.scale:
             raise UserError(f"--patch-size {self.patch_size} is not a multiple of the scale {self.model.scale}")
         if self.patch_size < 16:
@@ -308,7 +315,7 @@ def load_data(config: TrainConfig) -> tuple[PatchSampler, list[Batch]]:
         train_images = [image for folder in config.data for image in load_folder(Path(folder))]
         source = " + ".join(config.data)
         val_images = load_folder(Path(config.val)) if config.val is not None else []
-    sampler = PatchSampler(train_images, config.patch_size, scale, source)
+    sampler = PatchSampler(train_images, config.patch_size, scale, source, config.degradation)
     return sampler, validation_pairs(val_images, scale)
 
 

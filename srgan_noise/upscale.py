@@ -12,6 +12,7 @@ the library's `upscale` returns floats."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import shutil
@@ -30,16 +31,17 @@ from srgan_noise.atomic import existing_ancestor
 from srgan_noise.errors import UserError
 from srgan_noise.generator import Generator, receptive_radius
 from srgan_noise.image_planes import (DEFAULT_MAX_PIXELS, FORMATS, ImagePlanes, PixelLayout, quantise, read_planes,
-                                     remove_stale_temporaries, write_array)
+                                     remove_stale_temporaries, resize_array, write_array)
 from srgan_noise.images import is_image_path
 from srgan_noise.projection import project_in_place
 from srgan_noise.tiles import plan_tiles, tile_batches
 from srgan_noise.train import resolve_device
-from srgan_noise.weights import load_generator, shipped_weights
+from srgan_noise.weights import SCALES, choose_shipped, load_generator
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 MIN_TILE = 32  # the out-of-memory fallback halves the tile down to this
+MAX_OUTSCALE_RATIO = 2  # --outscale at most this times the model's scale: beyond, it is mostly interpolation blur
 
 TileProgress = Callable[[int, int], None]  # (tiles done, tiles in the image)
 T = TypeVar("T")
@@ -49,8 +51,10 @@ T = TypeVar("T")
 class UpscaleConfig:
     inputs: tuple[str, ...]  # image files and folders of images
     out: str | None = None  # a file for one input file, else a folder; None: beside each input
-    weights: str | None = None  # None: the shipped weights of `model`
-    model: str = "gan"  # gan | psnr: which shipped weights, when `weights` is None
+    weights: str | None = None  # None: shipped weights, chosen by `model`, `scale` and `outscale` (weights.choose_shipped)
+    model: str | None = None  # real | gan | psnr; None: real where it is shipped at the scale, else gan
+    scale: int | None = None  # the model's: 2 | 4 | 8; None: the weights' own (4, or fitted to outscale, if shipped)
+    outscale: float | None = None  # the output is resized to round(outscale x the input size); None: the model's scale
     tile: int = 256  # LR pixels per tile side, context excluded
     overlap: int | None = None  # LR pixels of context; None: the receptive radius (exact)
     batch_tiles: int | None = None  # windows per forward; None: 4 on CUDA, 1 on CPU (no gain there, more memory)
@@ -73,6 +77,14 @@ class UpscaleConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1")
         if self.overlap is not None and self.overlap < 0:
             raise UserError("--overlap must be auto or at least 0")
+        if self.scale is not None and self.scale not in SCALES:
+            raise UserError(f"--scale must be one of {', '.join(map(str, SCALES))}, got {self.scale}")
+        if self.outscale is not None and not (math.isfinite(self.outscale) and self.outscale > 0):
+            raise UserError(f"--outscale must be a positive number, got {self.outscale}")
+        if self.outscale is not None and self.outscale < 1:
+            raise UserError(f"--outscale {self.outscale:g} is below 1: the output would be smaller than the input")
+        if self.weights is not None and self.model is not None:
+            raise UserError(f"--model {self.model} has no effect with --weights (it picks among the shipped weights)")
         if not self.inputs:
             raise UserError("no inputs given")
 
@@ -266,11 +278,16 @@ def bicubic_strips(plane: torch.Tensor, scale: int, rows: int = 64) -> Iterator[
         yield slice(start * scale, end * scale), strip[:, offset:offset + (end - start) * scale]
 
 
-def output_memory(height: int, width: int, layout: PixelLayout, affine: bool) -> int:
-    """Bytes `srgan upscale` holds for an output of height x width beyond the input
+def output_memory(height: int, width: int, layout: PixelLayout, affine: bool,
+                  resized_to: tuple[int, int] | None = None) -> int:
+    """Bytes `srgan upscale` holds for a model output of height x width beyond the input
     planes: the pixel array, the float colour output of an affine projection, and
-    OVERHEAD for the tile windows, the model and the writer's strips."""
-    return layout.nbytes(height, width) + (3 * 4 * height * width if affine else 0) + OVERHEAD
+    OVERHEAD for the tile windows, the model and the writer's strips; with `resized_to`
+    (--outscale), the resized array too and one plane of each (Pillow's copies)."""
+    needed = layout.nbytes(height, width) + (3 * 4 * height * width if affine else 0) + OVERHEAD
+    if resized_to is not None:
+        needed += layout.nbytes(*resized_to) + (layout.nbytes(height, width) + layout.nbytes(*resized_to)) // layout.channels
+    return needed
 
 
 OVERHEAD = 1 << 30  # bytes; measured at most 0.8 GB beyond the output with tile 256 (scripts/bench_upscale_memory.py)
@@ -291,14 +308,17 @@ def available_memory() -> int | None:
 
 
 def room_problem(source: Path, target: Path, height: int, width: int, layout: PixelLayout,
-                 affine: bool) -> str | None:
+                 affine: bool, model_size: tuple[int, int] | None = None) -> str | None:
     """Why an output of height x width cannot be made: too large for its format, for the
-    available memory, or for the free disk space at `target`; None if it fits."""
+    available memory, or for the free disk space at `target`; None if it fits.
+    `model_size`: the model's output size, when --outscale resizes it to height x width."""
     file_format = FORMATS[target.suffix.lower()]
     limit = {"JPEG": 65_535, "WEBP": 16_383}.get(file_format)
     if limit is not None and max(height, width) > limit:
         return f"{source}: the {width}x{height} output is over {file_format}'s {limit:,}-pixel side limit; use --ext png"
-    needed, available = output_memory(height, width, layout, affine), available_memory()
+    needed = (output_memory(height, width, layout, affine) if model_size is None
+              else output_memory(*model_size, layout, affine, resized_to=(height, width)))
+    available = available_memory()
     if file_format == "WEBP" and layout.grey:  # Pillow's WebP encoder converts grey to RGB(A), 4 bytes a pixel
         needed += 4 * height * width
     if available is not None and needed > available:
@@ -338,8 +358,16 @@ def upscale_files(config: UpscaleConfig, console: Console | None = None) -> Upsc
     console = console or Console(stderr=True)
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
-    weights = Path(config.weights) if config.weights else shipped_weights(config.model)
+    weights = Path(config.weights) if config.weights else choose_shipped(config.model, config.scale, config.outscale)
     generator = load_generator(weights, device)  # eval, channels_last, finite weights checked
+    scale = generator.config.scale
+    if config.scale is not None and config.scale != scale:
+        raise UserError(f"--scale {config.scale} does not match {weights}, a x{scale} generator; "
+                        f"leave --scale out or use --scale {scale}")
+    if config.outscale is not None and config.outscale > MAX_OUTSCALE_RATIO * scale:
+        raise UserError(f"--outscale {config.outscale:g} is over {MAX_OUTSCALE_RATIO}x the x{scale} model's scale "
+                        f"(the rest would be interpolation blur); use --outscale {MAX_OUTSCALE_RATIO * scale} "
+                        f"at most, or a model of a larger scale")
     # Mode flag, set once: cuDNN tunes the few window shapes.
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -347,7 +375,7 @@ def upscale_files(config: UpscaleConfig, console: Console | None = None) -> Upsc
     if config.overlap is not None and config.overlap < radius:
         warnings.warn(f"--overlap {config.overlap} is below this generator's receptive radius {radius}: "
                       "the output will differ from the untiled one and seams may show")
-    jobs = plan_jobs(config, generator.config.scale, console)
+    jobs = plan_jobs(config, output_label(scale, config.outscale), console)
     report = UpscaleReport()
     tile, batch_tiles = config.tile, config.batch_tiles or (4 if device.type == "cuda" else 1)
     with _progress(console, config.progress) as progress:
@@ -384,8 +412,20 @@ def upscale_files(config: UpscaleConfig, console: Console | None = None) -> Upsc
     return report
 
 
-def plan_jobs(config: UpscaleConfig, scale: int, console: Console) -> list[Job]:
-    """Input images and their output paths, in input order. Files named as inputs are
+def output_label(scale: int, outscale: float | None) -> str:
+    """The output's scale as output names carry it (NAME_x<label>.EXT): 4, or 3.5 with --outscale 3.5."""
+    return str(scale) if outscale is None else f"{outscale:g}"
+
+
+def output_size(height: int, width: int, scale: int, outscale: float | None) -> tuple[int, int]:
+    """The written image's height and width for an input of height x width."""
+    if outscale is None:
+        return height * scale, width * scale
+    return max(1, round(height * outscale)), max(1, round(width * outscale))
+
+
+def plan_jobs(config: UpscaleConfig, label: str, console: Console) -> list[Job]:
+    """Input images and their output paths (NAME_x<label>.EXT), in input order. Files named as inputs are
     tried whatever their extension; in folders only image extensions count (notes about
     the rest go to `console`). A bad input becomes a Job with a problem, printed at once;
     an unusable -o raises UserError."""
@@ -406,7 +446,7 @@ def plan_jobs(config: UpscaleConfig, scale: int, console: Console) -> list[Job]:
     for text in config.inputs:
         path = Path(text)
         if path.is_dir():
-            sources += _folder_images(path, scale, console)
+            sources += _folder_images(path, label, console)
         elif not path.exists():
             sources.append(Job(path, problem=f"{path}: no such file or folder"))
         else:
@@ -421,7 +461,7 @@ def plan_jobs(config: UpscaleConfig, scale: int, console: Console) -> list[Job]:
         seen.add(source.resolve())
         suffix = ("." + config.ext) if config.ext != "auto" else source.suffix.lower()
         suffix = suffix if suffix in FORMATS else ".png"
-        name = f"{source.stem}_x{scale}{suffix}"
+        name = f"{source.stem}_x{label}{suffix}"
         target = out if out_is_file else (out or source.parent) / name
         problem = None
         if target.resolve() in targets:
@@ -438,7 +478,7 @@ def plan_jobs(config: UpscaleConfig, scale: int, console: Console) -> list[Job]:
     return jobs
 
 
-def _folder_images(folder: Path, scale: int, console: Console) -> list[Path | Job]:
+def _folder_images(folder: Path, label: str, console: Console) -> list[Path | Job]:
     """Image files directly in `folder`, sorted, without hidden files and without
     earlier outputs (NAME_x4.png next to NAME.*), wherever this run's outputs go:
     with -o they would otherwise be upscaled again (x16 images)."""
@@ -448,7 +488,7 @@ def _folder_images(folder: Path, scale: int, console: Console) -> list[Path | Jo
         return [Job(folder, problem=f"{folder}: cannot list this folder ({error.strerror or error})")]
     images = [p for p in files if is_image_path(p)]
     stems = {p.stem for p in images}
-    earlier = re.compile(rf"(.+)_x{scale}")
+    earlier = re.compile(rf"(.+)_x{re.escape(label)}")
     outputs = [p for p in images if (match := earlier.fullmatch(p.stem)) and match[1] in stems]
     if not images:
         return [Job(folder, problem=f"{folder}: no images (png/jpg/bmp/webp/tiff) in this folder")]
@@ -458,7 +498,7 @@ def _folder_images(folder: Path, scale: int, console: Console) -> list[Path | Jo
                       highlight=False, soft_wrap=True)
     if outputs:
         console.print(f"[yellow]note:[/] skipped {len(outputs)} earlier output{'s' * (len(outputs) > 1)} "
-                      f"(*_x{scale}.*) in {folder}", highlight=False, soft_wrap=True)
+                      f"(*_x{label}.*) in {folder}", highlight=False, soft_wrap=True)
     return [p for p in images if p not in outputs]
 
 
@@ -480,21 +520,26 @@ def _check_writable(folder: Path) -> None:
 
 def _upscale_file(generator: Generator, job: Job, config: UpscaleConfig, tile: int, batch_tiles: int,
                   precision: str, progress: TileProgress) -> tuple[int, int]:
-    """Read, check the room for, upscale and write one input. Peak memory: the input
-    planes, the output's integer array (see output_memory) and the tile windows.
-    Returns the tile and batch_tiles that fitted."""
+    """Read, check the room for, upscale (and with --outscale, resize) and write one input.
+    Peak memory: the input planes, the output's integer array (see output_memory) and the
+    tile windows. Returns the tile and batch_tiles that fitted."""
     planes = read_planes(job.source, config.max_pixels)
     file_format = FORMATS[job.target.suffix.lower()]
     if planes.alpha is not None and file_format == "JPEG":
         raise UserError(f"{job.source}: has an alpha channel, which JPEG cannot store; use --ext png or webp")
     layout = PixelLayout.of(planes.grey, planes.alpha is not None, planes.bits, file_format)
-    scale = generator.config.scale
-    height, width = planes.colour.shape[1] * scale, planes.colour.shape[2] * scale
-    problem = room_problem(job.source, job.target, height, width, layout, generator.config.projection == "affine")
+    scale, (input_height, input_width) = generator.config.scale, planes.colour.shape[1:]
+    model_size = (input_height * scale, input_width * scale)
+    height, width = output_size(input_height, input_width, scale, config.outscale)
+    resized = (height, width) != model_size
+    problem = room_problem(job.source, job.target, height, width, layout, generator.config.projection == "affine",
+                           model_size if resized else None)
     if problem is not None:
         raise UserError(problem)
-    array = np.empty(layout.shape(height, width), layout.dtype)  # pages are taken as tiles fill them
+    array = np.empty(layout.shape(*model_size), layout.dtype)  # pages are taken as tiles fill them
     tile, batch_tiles = upscale_into(generator, planes, array, layout, config, tile, batch_tiles, precision, progress)
+    if resized:
+        array = resize_array(array, height, width)
     icc_profile = planes.icc_profile
     del planes  # the writer needs the array alone
     remove_stale_temporaries(job.target)

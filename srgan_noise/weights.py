@@ -16,22 +16,56 @@ from srgan_noise.errors import UserError
 from srgan_noise.generator import Generator
 
 
-# The x4 generators shipped in the repository's weights/ folder (see weights/README.md).
-WEIGHTS_FOLDER = Path(__file__).resolve().parents[1] / "weights"
-SHIPPED = {"gan": "srgan_x4.safetensors", "psnr": "srresnet_x4.safetensors"}
+# The shipped generators are package data (srgan_noise/pretrained/, its README.md the model
+# card), so an installed wheel finds them as the checkout does. --model names, files per scale:
+# real: trained on the realistic degradations (degradations.py), for photos: upscale's default;
+# gan and psnr: the bicubic protocol's GAN and MSE generators, for benchmarks.
+WEIGHTS_FOLDER = Path(__file__).resolve().parent / "pretrained"
+SHIPPED = {"real": "srgan_real_x{scale}.safetensors", "gan": "srgan_x{scale}.safetensors",
+           "psnr": "srresnet_x{scale}.safetensors"}
+UPSCALE_DEFAULTS = ("real", "gan")  # srgan upscale without --model: the first of these shipped at the scale
+SCALES = (2, 4, 8)
 
 
-def shipped_weights(model: str = "gan") -> Path:
-    """The shipped generator `model` (gan: sharper, psnr: MSE-trained); a clear
-    error if it is missing."""
+def shipped_weights(model: str = "gan", scale: int = 4) -> Path:
+    """The shipped generator `model` at `scale` (real: for photos; gan: sharper,
+    psnr: MSE-trained, both on the bicubic protocol); a clear error if it is missing."""
     if model not in SHIPPED:
         raise UserError(f"--model must be one of {', '.join(SHIPPED)}, got {model!r}")
-    path = WEIGHTS_FOLDER / SHIPPED[model]
+    path = WEIGHTS_FOLDER / SHIPPED[model].format(scale=scale)
     if not path.is_file():
-        raise UserError(f"no --weights given and no shipped weights at {path}: train a generator with "
-                        f"`srgan train` (it writes RUN/generator.safetensors; scripts/train_release.sh makes the "
-                        f"shipped ones) and pass --weights RUN/generator.safetensors")
+        raise missing_weights(f"{model} x{scale}", path, scale, shipped_scales(model))
     return path
+
+
+def shipped_scales(model: str) -> list[int]:
+    """The scales at which `model` is shipped."""
+    return [scale for scale in SCALES if (WEIGHTS_FOLDER / SHIPPED[model].format(scale=scale)).is_file()]
+
+
+def choose_shipped(model: str | None, scale: int | None, outscale: float | None = None) -> Path:
+    """The shipped weights `srgan upscale` runs without --weights. `model` None: the
+    first of UPSCALE_DEFAULTS shipped at the scale. `scale` None: 4, or with `outscale`
+    the smallest shipped scale at least `outscale` (else the largest shipped)."""
+    models = UPSCALE_DEFAULTS if model is None else (model,)
+    if model is not None and model not in SHIPPED:
+        raise UserError(f"--model must be one of {', '.join(SHIPPED)}, got {model!r}")
+    shipped = sorted({s for name in models for s in shipped_scales(name)})
+    if scale is None:
+        fitting = [s for s in shipped if outscale is not None and s >= outscale]
+        scale = fitting[0] if fitting else shipped[-1] if outscale is not None and shipped else 4
+    for name in models:
+        if scale in shipped_scales(name):
+            return WEIGHTS_FOLDER / SHIPPED[name].format(scale=scale)
+    what = f"{model} x{scale}" if model is not None else f"x{scale}"
+    raise missing_weights(what, WEIGHTS_FOLDER, scale, shipped)
+
+
+def missing_weights(what: str, where: Path, scale: int, shipped: list[int]) -> UserError:
+    elsewhere = f" (shipped: {', '.join(f'x{s}' for s in shipped)})" if shipped else ""
+    return UserError(f"no --weights given and no shipped {what} weights at {where}{elsewhere}: train a generator "
+                     f"with `srgan train --scale {scale}` (it writes RUN/generator.safetensors; "
+                     f"scripts/train_release.sh makes the shipped ones) and pass --weights RUN/generator.safetensors")
 
 
 def save_generator(generator: Generator, path: Path, extra: dict[str, str] | None = None) -> None:

@@ -53,6 +53,9 @@ def test_train_writes_run_and_plot(tmp_path, image_folder):
     (lambda d, t: ["--data", d, "--loss", "hinge", "--label-smoothing"], r"needs a loss with a real target"),
     (lambda d, t: ["--data", d, "--scale", "3"], r"scale must be 2, 4 or 8"),
     (lambda d, t: ["--data", d, "--projection", "cubic"], r"projection must be one of none, affine"),
+    (lambda d, t: ["--data", d, "--degradation", "jpeg"], r"--degradation must be one of bicubic, realistic"),
+    (lambda d, t: ["--data", d, "--degradation", "realistic", "--projection", "affine"],
+     r"--projection affine .* --degradation realistic does not use"),
     (lambda d, t: ["--data", d, "--content", "vgg"], r"--content vgg needs --vgg-weights PATH"),
     (lambda d, t: ["--data", d, "--content", "vgg", "--vgg-weights", t / "vgg.pth"], r"vgg.pth: no such file"),
     (lambda d, t: ["--data", d, "--vgg-weights", t / "vgg.pth"], r"--vgg-weights has no effect with --content mse"),
@@ -140,6 +143,16 @@ def test_resume_with_more_steps_keeps_the_annealing_horizon(tmp_path, image_fold
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in (out / "metrics.jsonl").open()]
     assert [r["step"] for r in records] == [2, 4, 6] and records[-1]["sigma"] == 0.0
+
+
+def test_train_realistic_degradation_is_saved_with_the_run(tmp_path, image_folder):
+    out = tmp_path / "run"
+    result = run("train", "--data", image_folder, "--out", out, "--pretrain-steps", 2, "--steps", 0,
+                 "--degradation", "realistic", "--scale", 2, *TINY)
+    assert result.exit_code == 0, result.output
+    from srgan_noise.checkpoint import load_checkpoint
+
+    assert load_checkpoint(out)["config"]["degradation"] == "realistic"
 
 
 def test_data_without_val_warns_in_one_line(tmp_path, image_folder):

@@ -19,6 +19,21 @@ def test_sampler_shapes_and_determinism(image_folder):
     assert torch.equal(hr, hr2) and torch.equal(lr, lr2)
 
 
+def test_sampler_realistic_degradation(image_folder):
+    """Same crops as bicubic (the chain draws after them), other LR patches, 8-bit values,
+    reproducible from the seed."""
+    images = load_folder(image_folder)
+    realistic = PatchSampler(images, patch_size=24, scale=4, source="x", degradation="realistic")
+    lr, hr = realistic.sample(6, torch.Generator().manual_seed(3))
+    lr_bicubic, hr_bicubic = PatchSampler(images, 24, 4, "x").sample(6, torch.Generator().manual_seed(3))
+    assert torch.equal(hr, hr_bicubic) and lr.shape == lr_bicubic.shape == (6, 3, 6, 6)
+    assert not torch.equal(lr, lr_bicubic) and torch.equal(lr.mul(255).round(), lr.mul(255))
+    again, _ = realistic.sample(6, torch.Generator().manual_seed(3))
+    assert torch.equal(lr, again)
+    with pytest.raises(UserError, match="--degradation must be one of bicubic, realistic, got 'jpeg'"):
+        PatchSampler(images, 24, 4, "x", degradation="jpeg")
+
+
 def test_downscale_matches_pil_bicubic():
     image = Image.fromarray((torch.rand(64, 48, 3) * 255).byte().numpy())
     hr = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 255

@@ -24,7 +24,7 @@ SET5 = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "Set5"
 
 @pytest.fixture(autouse=True)
 def no_shipped_weights(tmp_path, monkeypatch):
-    """Tests must not depend on whether weights/srgan_x4.safetensors has been shipped yet."""
+    """Tests must not depend on which weights srgan_noise/pretrained/ ships."""
     monkeypatch.setattr(weights_module, "WEIGHTS_FOLDER", tmp_path / "shipped")
 
 
@@ -127,7 +127,7 @@ def test_weights_not_safetensors(image_folder, tmp_path):
 
 
 def test_no_weights_and_none_shipped(image_folder):
-    with pytest.raises(UserError, match="no --weights given and no shipped weights at .*use --bicubic alone"):
+    with pytest.raises(UserError, match="no --weights given and no shipped gan x4 weights at .*use --bicubic alone"):
         evaluate(EvalConfig(data=str(image_folder)))
 
 
@@ -170,6 +170,30 @@ def test_command_prints_table_and_writes_files(image_folder, weights, tmp_path):
                                           f"{tmp_path / 'out' / 'results.json'}"]
 
 
+@pytest.mark.parametrize("degradation", ["cv-cubic", "jpeg75"])
+def test_degradation_makes_the_lr_input_of_model_and_bicubic(image_folder, weights, degradation):
+    """Both methods see the family's LR image: bicubic is PIL bicubic up from it."""
+    from srgan_noise.degradations import FAMILIES
+
+    result = evaluate(EvalConfig(data=str(image_folder), weights=str(weights), bicubic=True,
+                                 degradation=degradation))
+    assert result.degradation == degradation
+    hr = load_rgb(image_folder / "img0.png")[:, :48, :40]
+    lr = FAMILIES[degradation](hr, 4)
+    expected = score(bicubic_up(lr, 4).float() / 255, hr.float() / 255, 4)
+    row = next(row for row in result.rows if row.method == BICUBIC and row.image == "img0.png")
+    assert (row.psnr, row.ssim, row.hf_ratio) == pytest.approx(expected)
+    protocol = evaluate(EvalConfig(data=str(image_folder), weights=str(weights), bicubic=True))
+    assert protocol.degradation == "pil-bicubic" and protocol.mean[BICUBIC]["psnr"] != result.mean[BICUBIC]["psnr"]
+
+
+def test_command_degradation_in_table_and_json(image_folder, tmp_path):
+    result = _run("--data", image_folder, "--bicubic", "--degradation", "cv-linear", "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.stderr
+    assert "LR by cv-linear" in result.stdout
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["degradation"] == "cv-linear"
+
+
 def test_command_bicubic_only_says_so(image_folder):
     result = _run("--data", image_folder, "--bicubic")
     assert result.exit_code == 0, result.stderr
@@ -181,7 +205,8 @@ def test_command_bicubic_only_says_so(image_folder):
     ("missing", "error: .*missing: no such folder"),
     ("scale", "error: --scale 8 does not match .*, a x4 generator; use --scale 4"),
     ("not-safetensors", "error: .*bad.safetensors: not a safetensors file"),
-    ("no-weights", "error: no --weights given and no shipped weights"),
+    ("no-weights", "error: no --weights given and no shipped gan x4 weights"),
+    ("degradation", "error: --degradation must be one of pil-bicubic, pil-lanczos, .*, got 'blur'"),
 ])
 def test_command_errors_are_one_line_and_exit_2(case, message, image_folder, weights, tmp_path):
     bad = tmp_path / "bad.safetensors"
@@ -189,7 +214,8 @@ def test_command_errors_are_one_line_and_exit_2(case, message, image_folder, wei
     args = {"missing": ["--data", tmp_path / "missing", "--bicubic"],
             "scale": ["--data", image_folder, "--weights", weights, "--scale", 8],
             "not-safetensors": ["--data", image_folder, "--weights", bad],
-            "no-weights": ["--data", image_folder]}[case]
+            "no-weights": ["--data", image_folder],
+            "degradation": ["--data", image_folder, "--bicubic", "--degradation", "blur"]}[case]
     result = _run(*args)
     assert result.exit_code == 2
     lines = result.stderr.splitlines()

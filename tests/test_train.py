@@ -146,6 +146,31 @@ def test_resume_matches_uninterrupted(tmp_path, image_folder):
                 assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-7), key
 
 
+def test_realistic_degradation_resumes_exactly(tmp_path, image_folder):
+    """The realistic chain draws from the data generator, whose state the checkpoint holds."""
+    common = dict(data=str(image_folder), val=str(image_folder), pretrain_steps=2, noise="none",
+                  degradation="realistic")
+    whole = train(config(tmp_path, "whole", steps=4, **common))
+    half = train(config(tmp_path, "half", steps=2, **common))
+    saved = TrainConfig.from_dict(load_checkpoint(half)["config"])
+    assert saved.degradation == "realistic"
+    train(dataclasses.replace(saved, steps=4), resume=True)
+    first, second = read_metrics(whole), read_metrics(half)
+    assert [r["step"] for r in first] == [r["step"] for r in second] == [2, 4, 6]
+    for a, b in zip(first, second):
+        assert a["loss_pixel"] == pytest.approx(b["loss_pixel"], rel=1e-5, abs=1e-7)
+        assert a["val_psnr"] == pytest.approx(b["val_psnr"], rel=1e-5)
+    bicubic = read_metrics(train(config(tmp_path, "bicubic", steps=0, **{**common, "degradation": "bicubic"})))
+    assert bicubic[0]["loss_pixel"] != pytest.approx(first[0]["loss_pixel"], rel=1e-3)  # other LR patches
+
+
+def test_realistic_degradation_refuses_the_affine_projection(tmp_path):
+    with pytest.raises(UserError, match="--projection affine .* --degradation realistic does not use"):
+        config(tmp_path, degradation="realistic", model=preset("tiny", projection="affine"))
+    with pytest.raises(UserError, match="--degradation must be one of bicubic, realistic"):
+        config(tmp_path, degradation="jpeg")
+
+
 def test_outputs_written(tmp_path, image_folder):
     run = train(config(tmp_path, data=str(image_folder), val=str(image_folder), steps=2, pretrain_steps=2))
     record = read_metrics(run)[-1]

@@ -22,7 +22,7 @@ import srgan_noise.upscale as upscale_module
 from srgan_noise.upscale import (MIN_TILE, UpscaleConfig, bicubic_strips, resolve_precision, room_problem, upscale,
                                  upscale_files, upscale_fitting_memory, upscale_into)
 import srgan_noise.weights as weights_module
-from srgan_noise.weights import save_generator, shipped_weights
+from srgan_noise.weights import choose_shipped, save_generator, shipped_weights
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -170,13 +170,40 @@ def test_config_exception():
 
 def test_shipped_weights_missing_or_chosen(tmp_path, monkeypatch):
     monkeypatch.setattr(weights_module, "WEIGHTS_FOLDER", tmp_path)
-    with pytest.raises(UserError, match=r"no --weights given .* `srgan train` .*--weights RUN/generator.safetensors"):
+    with pytest.raises(UserError, match=r"no --weights given .* `srgan train --scale 4` .*--weights RUN/generator.safetensors"):
         shipped_weights("gan")
-    with pytest.raises(UserError, match=r"--model must be one of gan, psnr, got 'best'"):
+    with pytest.raises(UserError, match=r"--model must be one of real, gan, psnr, got 'best'"):
         shipped_weights("best")
-    for model, name in (("gan", "srgan_x4.safetensors"), ("psnr", "srresnet_x4.safetensors")):
+    for model, name in (("gan", "srgan_x4.safetensors"), ("psnr", "srresnet_x4.safetensors"),
+                        ("real", "srgan_real_x4.safetensors")):
         (tmp_path / name).write_bytes(b"x")
         assert shipped_weights(model) == tmp_path / name
+    with pytest.raises(UserError, match=r"no shipped gan x2 weights at .* \(shipped: x4\): .*`srgan train --scale 2`"):
+        shipped_weights("gan", 2)
+
+
+def test_shipped_weights_are_package_data():
+    """The checkout's shipped files are where an installed package looks for them."""
+    assert weights_module.WEIGHTS_FOLDER == Path(weights_module.__file__).parent / "pretrained"
+    for model in ("gan", "psnr"):
+        assert shipped_weights(model, 4).is_file()
+
+
+def test_choose_shipped(tmp_path, monkeypatch):
+    monkeypatch.setattr(weights_module, "WEIGHTS_FOLDER", tmp_path)
+    for name in ("srgan_x4.safetensors", "srresnet_x2.safetensors", "srresnet_x4.safetensors"):
+        (tmp_path / name).write_bytes(b"x")
+    assert choose_shipped(None, None) == tmp_path / "srgan_x4.safetensors"  # no real weights yet: gan
+    assert choose_shipped("psnr", 2) == tmp_path / "srresnet_x2.safetensors"
+    assert choose_shipped("psnr", None, outscale=1.5) == tmp_path / "srresnet_x2.safetensors"  # smallest >= 1.5
+    assert choose_shipped("psnr", None, outscale=3) == tmp_path / "srresnet_x4.safetensors"
+    assert choose_shipped("psnr", None, outscale=6) == tmp_path / "srresnet_x4.safetensors"  # the largest
+    assert choose_shipped(None, None, outscale=2) == tmp_path / "srgan_x4.safetensors"  # no x2 of real or gan
+    with pytest.raises(UserError, match=r"^no --weights given and no shipped x2 weights at .* \(shipped: x4\): "):
+        choose_shipped(None, 2)
+    (tmp_path / "srgan_real_x4.safetensors").write_bytes(b"x")
+    assert choose_shipped(None, 4) == tmp_path / "srgan_real_x4.safetensors"  # real, once shipped
+    assert choose_shipped("gan", 4) == tmp_path / "srgan_x4.safetensors"
 
 
 # --- command -------------------------------------------------------------------------------------------------
@@ -383,6 +410,80 @@ def test_command_without_weights(work, monkeypatch):
     result = _run(_image(work / "a.png"))
     assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1
     assert "no --weights given" in result.stderr and "srgan train" in result.stderr
+
+
+@pytest.mark.parametrize("outscale", [1.5, 2, 3])
+def test_command_outscale_resizes_the_output(work, weights, outscale):
+    source = _image(work / "a.png", size=(13, 9))
+    plain = _run(source, "--weights", weights, "-o", work / "plain.png")
+    assert plain.exit_code == 0, plain.stderr
+    result = _run(source, "--weights", weights, "--outscale", outscale)
+    assert result.exit_code == 0, result.stderr
+    target = work / f"a_x{outscale:g}.png"
+    with Image.open(target) as image:
+        assert image.size == (round(13 * outscale), round(9 * outscale)) and image.mode == "RGB"
+        with Image.open(work / "plain.png") as model_output:
+            expected = model_output.resize(image.size, Image.BICUBIC)
+            assert np.array_equal(np.asarray(image), np.asarray(expected))  # Pillow bicubic of the model output
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "I;16", "RGB;16"])
+def test_command_outscale_keeps_mode_and_depth(work, weights, mode):
+    source = _image(work / "a.png", mode=mode, size=(13, 9))
+    result = _run(source, "--weights", weights, "--outscale", "3")
+    assert result.exit_code == 0, result.stderr
+    planes = read_planes(work / "a_x3.png")
+    assert planes.colour.shape[1:] == (27, 39) and planes.bits == (16 if mode.endswith("16") else 8)
+    assert (planes.alpha is not None) == (mode == "RGBA")
+
+
+def test_command_outscale_and_scale_errors(work, weights, monkeypatch):
+    source = _image(work / "a.png")
+    monkeypatch.setattr(weights_module, "WEIGHTS_FOLDER", work / "shipped")
+    (work / "shipped").mkdir()
+    save_generator(_generator(4), work / "shipped" / "srgan_x4.safetensors")
+    cases = {
+        ("--outscale", "0"): "error: --outscale must be a positive number, got 0.0",
+        ("--outscale", "-2"): "error: --outscale must be a positive number, got -2.0",
+        ("--outscale", "nan"): "error: --outscale must be a positive number, got nan",
+        ("--outscale", "0.5"): "error: --outscale 0.5 is below 1: the output would be smaller than the input",
+        ("--outscale", "4.5", "--weights", weights): (
+            "error: --outscale 4.5 is over 2x the x2 model's scale (the rest would be interpolation blur); "
+            "use --outscale 4 at most, or a model of a larger scale"),
+        ("--scale", "3"): "error: --scale must be one of 2, 4, 8, got 3",
+        ("--scale", "4", "--weights", weights): (
+            f"error: --scale 4 does not match {weights}, a x2 generator; leave --scale out or use --scale 2"),
+        ("--model", "gan", "--weights", weights): (
+            "error: --model gan has no effect with --weights (it picks among the shipped weights)"),
+        ("--scale", "2"): (
+            f"error: no --weights given and no shipped x2 weights at {work / 'shipped'} (shipped: x4): train a "
+            "generator with `srgan train --scale 2` (it writes RUN/generator.safetensors; scripts/train_release.sh "
+            "makes the shipped ones) and pass --weights RUN/generator.safetensors"),
+        ("--model", "real"): (
+            f"error: no --weights given and no shipped real x4 weights at {work / 'shipped'}: train a "
+            "generator with `srgan train --scale 4` (it writes RUN/generator.safetensors; scripts/train_release.sh "
+            "makes the shipped ones) and pass --weights RUN/generator.safetensors"),
+    }
+    for args, message in cases.items():
+        result = _run(source, *args)
+        assert result.exit_code == 2 and result.stderr.splitlines() == [message], args
+    assert _files(work) == [Path("a.png"), Path("shipped/srgan_x4.safetensors")]
+    # without --scale, --outscale 2 takes the shipped x4 weights and shrinks their output
+    result = _run(source, "--outscale", "2", "--no-progress")
+    assert result.exit_code == 0, result.stderr
+    with Image.open(work / "a_x2.png") as image:
+        assert image.size == (26, 18)
+
+
+def test_outscale_skips_earlier_outputs_of_that_outscale(work, weights):
+    folder = work / "in"
+    folder.mkdir()
+    _image(folder / "a.png")
+    _image(folder / "a_x2.5.png")  # an earlier --outscale 2.5 output
+    _image(folder / "a_x2x5.png")  # not one: the dot is literal
+    result = _run(folder, "--weights", weights, "--outscale", "2.5", "--force")
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["a.png", "a_x2.5.png", "a_x2x5.png", "a_x2x5_x2.5.png"]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

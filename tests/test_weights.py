@@ -1,3 +1,6 @@
+import os
+import shutil
+
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -30,3 +33,37 @@ def test_non_finite_weights_refused_by_every_command(tmp_path, image_folder):
     result = CliRunner().invoke(app, ["eval", "--data", str(image_folder), "--weights", str(path)])
     assert result.exit_code == 2 and result.stderr.strip().splitlines() == [
         f"error: {path}: the weights contain inf or NaN values"]
+
+
+def test_wheel_ships_the_weights_and_finds_them_installed(tmp_path):
+    """pip wheel (no build isolation: offline) holds srgan_noise/pretrained/*, and the
+    package unpacked from it, as pip installs a pure wheel, finds its shipped weights."""
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    source = tmp_path / "source"  # a copy, so the build leaves nothing in the checkout
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        (source / name).write_bytes((root / name).read_bytes())
+    shutil.copytree(root / "srgan_noise", source / "srgan_noise", ignore=shutil.ignore_patterns("__pycache__"))
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation",
+                            "-q", "-w", str(tmp_path / "dist")], capture_output=True, text=True)
+    if build.returncode != 0:
+        pytest.skip(f"pip wheel failed here: {build.stderr.strip().splitlines()[-1:]}")
+    (wheel,) = (tmp_path / "dist").glob("srgan_noise-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        archive.extractall(tmp_path / "site")
+    shipped = {f"srgan_noise/pretrained/{name}" for name in ("README.md", "srgan_x4.safetensors",
+                                                               "srresnet_x4.safetensors")}
+    assert shipped <= names
+    found = subprocess.run(
+        [sys.executable, "-c", "import srgan_noise.weights as w; print(w.choose_shipped(None, None)); "
+                               "print(w.load_generator(w.shipped_weights('psnr')).config.scale)"],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path / "site")}, capture_output=True, text=True)
+    assert found.returncode == 0, found.stderr
+    path, scale = found.stdout.split()
+    assert Path(path).is_relative_to(tmp_path / "site") and Path(path).is_file() and scale == "4"
