@@ -319,7 +319,7 @@ def eval_(
     model: Model = "gan",
     scale: Annotated[int, typer.Option(help="Must match the generator's scale.")] = 4,
     bicubic: Annotated[bool, typer.Option("--bicubic", help="Also score the bicubic baseline (PIL bicubic up from the same LR input).")] = False,
-    degradation: Annotated[str, typer.Option(help="How the LR inputs are made from the HR images: pil-bicubic (the standard protocol) | pil-lanczos | pil-box | cv-area | cv-cubic | cv-linear (OpenCV's, no antialiasing) | jpeg75 | noise5 (pil-bicubic, then JPEG quality 75 / Gaussian noise sigma 5 of 255) | realistic (one seeded draw of the training chain).")] = "pil-bicubic",
+    degradation: Annotated[str, typer.Option(help="How the LR inputs are made from the HR images: pil-bicubic (the standard protocol) | pil-lanczos | pil-box | cv-area | cv-cubic | cv-linear (OpenCV's, no antialiasing) | jpeg75 | noise5 (pil-bicubic, then JPEG quality 75 / Gaussian noise sigma 5 of 255) | realistic (one draw of the training chain per image, seeded by its pixels).")] = "pil-bicubic",
     critic: Annotated[bool, typer.Option("--critic", help="Also run the critic two-sample test per method: a fresh small discriminator learns to tell HR from SR patches; its held-out accuracy (0.5: indistinguishable). About 20 s a method on a CPU.")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Folder to write results.csv and results.json [default: print only].")] = None,
     html: Annotated[Optional[Path], typer.Option(help="Folder to write index.html: a self-contained page with a before/after slider and zoom per image between any two methods and HR, and the table.")] = None,

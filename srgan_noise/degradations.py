@@ -16,7 +16,8 @@ multiples of the scale, returning the (3, H/scale, W/scale) uint8 LR image:
 - jpeg75: pil-bicubic, then JPEG at quality 75 (Pillow, 4:2:0 chroma).
 - noise5: pil-bicubic, then Gaussian noise of sigma 5 (of 255) per pixel and
   channel, seeded (the same noise every call), rounded and clipped.
-- realistic: one draw of the training chain below, seeded (0) per image.
+- realistic: one draw of the training chain below per image, seeded by the image's
+  pixels (CRC-32), so each image gets its own draw and the same one every time.
 
 The realistic chain, per HR patch, each choice independent (REALISTIC_* below):
 
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import io
 import math
+import zlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -52,7 +54,6 @@ from PIL import Image
 # --- named families (HR uint8 -> LR uint8) ----------------------------------------------------------------------
 
 NOISE5_SEED = 0
-REALISTIC_SEED = 0
 
 
 def pil_resize(image: torch.Tensor, size: tuple[int, int], resample: Image.Resampling) -> torch.Tensor:
@@ -122,8 +123,9 @@ def noise5(hr: torch.Tensor, scale: int) -> torch.Tensor:
 
 
 def realistic(hr: torch.Tensor, scale: int) -> torch.Tensor:
-    """One draw of the training chain (seed REALISTIC_SEED), for the whole image."""
-    lr = degrade_realistic(hr[None].float().div(255), scale, torch.Generator().manual_seed(REALISTIC_SEED))
+    """One draw of the training chain for the whole image, seeded by its pixels."""
+    seed = zlib.crc32(hr.contiguous().numpy().tobytes())
+    lr = degrade_realistic(hr[None].float().div(255), scale, torch.Generator().manual_seed(seed))
     return lr[0].mul(255).round().to(torch.uint8)
 
 

@@ -169,3 +169,12 @@ def test_gaussian_kernel():
     torch.testing.assert_close(turned, kernel.T)
     isotropic = gaussian_kernel(13, 1.0, 1.0, 0.3)
     torch.testing.assert_close(isotropic, isotropic.T)
+
+
+def test_realistic_family_draws_per_image():
+    """Seeded by the pixels: the same image always gets the same LR, other images other draws."""
+    first, second = _image(64, 64, seed=0), _image(64, 64, seed=1)
+    assert torch.equal(FAMILIES["realistic"](first, 4), FAMILIES["realistic"](first.clone(), 4))
+    lr_second = FAMILIES["realistic"](second, 4)
+    assert not torch.equal(lr_second, degrade_realistic(second[None].float() / 255, 4,
+                                                        torch.Generator().manual_seed(0))[0].mul(255).round().byte())
