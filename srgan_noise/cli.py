@@ -96,12 +96,15 @@ def train(
     gamma_schedule: Annotated[Optional[str], typer.Option(help="annealed (gamma0*0.01^(t/T)) | constant [default: annealed].")] = None,
     reg_every: Annotated[Optional[int], typer.Option(help="Apply the regulariser every k-th D step, scaled by k [default: 1].")] = None,
     label_smoothing: Annotated[bool, typer.Option("--label-smoothing", help="One-sided: real target 0.9.")] = False,
-    loss: Annotated[str, typer.Option(help="non-saturating | saturating (log(1-D)) | lsgan | hinge | wgan (clipping, RMSProp) | wgan-gp.")] = "non-saturating",
+    loss: Annotated[str, typer.Option(help="non-saturating | saturating (log(1-D)) | lsgan | hinge | wgan (clipping, RMSProp) | wgan-gp | ebgan (D an auto-encoder whose energy is its reconstruction error; monitored as sigmoid(4 (1 - 2 energy/margin))).")] = "non-saturating",
     clip: Annotated[Optional[float], typer.Option(help="wgan: clip D weights to [-c, c] [default: 0.01].")] = None,
     gp_weight: Annotated[Optional[float], typer.Option(help="wgan-gp: lambda of (||grad D(x_hat)|| - 1)^2 [default: 10].")] = None,
+    ebgan_margin: Annotated[Optional[float], typer.Option(help="ebgan: margin m of max(0, m - energy(fake)), in the energy's units (mean squared error, images in [0, 1]) [default: 0.1].")] = None,
+    pt_weight: Annotated[Optional[float], typer.Option(help="ebgan: weight of the pulling-away term on D's codes of the fakes in G's loss (EBGAN-PT: 0.1) [default: 0].")] = None,
     spectral_norm: Annotated[bool, typer.Option("--spectral-norm", help="Spectral normalisation on every D conv/linear.")] = False,
     minibatch_discrimination: Annotated[int, typer.Option(help="Minibatch discrimination kernels in D (0: off).")] = 0,
-    d_batch_norm: Annotated[Optional[bool], typer.Option("--d-batch-norm/--no-d-batch-norm", help="BN in D [default: on, off for wgan-gp].")] = None,
+    d_norm: Annotated[Optional[str], typer.Option(help="D's normalisation: batch | virtual (each example normalised with a fixed reference batch of real patches and itself; Salimans et al. 2016) | none [default: batch, none for wgan-gp].")] = None,
+    vbn_reference: Annotated[Optional[int], typer.Option(help="--d-norm virtual: patches in the reference batch [default: 8].")] = None,
     feature_matching: Annotated[str, typer.Option(help="none | replace | add: ||mean f(real) - mean f(fake)||^2 on D's last conv features as G's adversarial term.")] = "none",
     historical_averaging: Annotated[float, typer.Option(help="Weight of ||theta - mean of past theta||^2 for both players (0: off).")] = 0.0,
     content: Annotated[str, typer.Option(help="G's content term in the GAN phase: mse | l1 | vgg (Ledig's VGG54, needs --vgg-weights) | none (adversarial alone; use with --projection affine). Pre-training is MSE.")] = "mse",
@@ -162,15 +165,21 @@ def train(
             _reject_unused("without --loss wgan", clip=clip)
         if loss != "wgan-gp":
             _reject_unused("without --loss wgan-gp", gp_weight=gp_weight)
+        if loss != "ebgan":
+            _reject_unused("without --loss ebgan", ebgan_margin=ebgan_margin, pt_weight=pt_weight)
+        d_norm = d_norm or ("none" if loss == "wgan-gp" else "batch")
+        if d_norm != "virtual":
+            _reject_unused(f"with --d-norm {d_norm}", vbn_reference=vbn_reference)
         if minibatch_discrimination < 0:
             raise UserError(f"--minibatch-discrimination must be >= 0 (0: off), got {minibatch_discrimination}")
         model = make_preset(
             preset, scale=scale, batch_norm=not no_batch_norm, image_skip=image_skip, projection=projection,
-            d_batch_norm=loss != "wgan-gp" if d_batch_norm is None else d_batch_norm,
-            d_spectral_norm=spectral_norm, d_minibatch_kernels=minibatch_discrimination)
+            d_norm=d_norm, d_spectral_norm=spectral_norm, d_minibatch_kernels=minibatch_discrimination,
+            d_autoencoder=loss == "ebgan", **({"d_reference_size": vbn_reference} if vbn_reference is not None else {}))
         # Options left unset (None) take TrainConfig's defaults, the one place they live.
         unset_or_given = dict(sigma0=sigma0, gamma0=gamma0, gamma_schedule=gamma_schedule, reg_every=reg_every,
-                              clip=clip, gp_weight=gp_weight, steps=steps, pretrain_steps=pretrain_steps)
+                              clip=clip, gp_weight=gp_weight, ebgan_margin=ebgan_margin, pt_weight=pt_weight,
+                              steps=steps, pretrain_steps=pretrain_steps)
         config = TrainConfig(
             out=str(out or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{preset}-x{scale}"),
             data=tuple(str(folder) for folder in data) if data else None,
@@ -266,7 +275,8 @@ def compare(
     schedules: Annotated[str, typer.Option(help="Comma-separated, from: none, noise-linear, noise-constant, "
                                                 "roth-annealed, roth-constant, label-smoothing, saturating, lsgan, hinge, "
                                                 "wgan, wgan-gp, r1, r2 (gamma/2 E||grad||^2, gamma 2.0 SR), spectral-norm, "
-                                                "minibatch-discrimination, feature-matching, historical-averaging "
+                                                "minibatch-discrimination, feature-matching, historical-averaging, "
+                                                "virtual-batch-norm, ebgan, ebgan-pt "
                                                 "(see README's toolbox table). NAME@S sets its strength (sigma0 of "
                                                 "noise-*, gamma0 of roth-*/r1/r2, ...), NAME@S/K a regulariser every "
                                                 "K-th D step: noise-linear@0.03,roth-constant@0.1/4.")] = "none,noise-linear,noise-constant,roth-annealed,roth-constant,label-smoothing",

@@ -48,19 +48,22 @@ SCHEDULES: dict[str, dict[str, Any]] = {
     "lsgan": dict(loss="lsgan"),
     "hinge": dict(loss="hinge"),
     "wgan": dict(loss="wgan"),
-    "wgan-gp": dict(loss="wgan-gp", model=dict(d_batch_norm=False)),
+    "wgan-gp": dict(loss="wgan-gp", model=dict(d_norm="none")),
     "r1": dict(reg="r1", gamma_schedule="constant"),
     "r2": dict(reg="r2", gamma_schedule="constant"),
     "spectral-norm": dict(model=dict(d_spectral_norm=True)),
     "minibatch-discrimination": dict(model=dict(d_minibatch_kernels=32)),
     "feature-matching": dict(feature_matching="replace"),
     "historical-averaging": dict(historical_averaging=1e-3),
+    "virtual-batch-norm": dict(model=dict(d_norm="virtual")),
+    "ebgan": dict(loss="ebgan", model=dict(d_autoencoder=True)),
+    "ebgan-pt": dict(loss="ebgan", pt_weight=0.1, model=dict(d_autoencoder=True)),
 }
 # The field a schedule's strength sets: `srgan compare --schedules noise-linear@0.03,roth-constant@0.1/4`
 # (NAME@STRENGTH, and /K for a regulariser computed on every K-th D step, scaled by K).
 STRENGTHS = {"noise-linear": "sigma0", "noise-constant": "sigma0", "roth-annealed": "gamma0", "roth-constant": "gamma0",
              "r1": "gamma0", "r2": "gamma0", "wgan": "clip", "wgan-gp": "gp_weight",
-             "historical-averaging": "historical_averaging"}
+             "historical-averaging": "historical_averaging", "ebgan": "ebgan_margin", "ebgan-pt": "pt_weight"}
 REGULARISED = ("roth-annealed", "roth-constant", "r1", "r2")
 DEFAULT_SCHEDULES = ("none", "noise-linear", "noise-constant", "roth-annealed", "roth-constant", "label-smoothing")
 DEFAULT_STEPS = {"sr": 200, "toy": 3000}
@@ -465,8 +468,7 @@ def toy_schedule_config(base: ToyConfig, name: str) -> ToyConfig:
     fields = schedule_fields(name)
     if "reg_every" in fields:
         raise UserError(f"schedule {name}: the toy has no lazy regularisation (/K)")
-    model = {name: value for name, value in fields.pop("model", {}).items()
-             if name != "d_batch_norm"}  # the toy's MLP has no batch norm
+    model = fields.pop("model", {})  # the toy's discriminator takes ModelConfig's names for these
     return dataclasses.replace(base, **fields, **model)
 
 
@@ -491,6 +493,6 @@ def toy_notes(base: ToyConfig) -> str:
             f"batch {base.batch_size}, generator and discriminator MLPs of 3 hidden ReLU layers x {base.width}, latent "
             f"{base.latent}, Adam lr {base.lr} betas (0.5, 0.999); {base.samples} samples scored. Instance noise "
             f"sigma0 {TOY_SIGMA0[mixture]:.3g} (a quarter of the mode spacing {MODE_SPACING[mixture]:.3g}); "
-            f"Roth gamma0 {TOY_GAMMA0[mixture]:.3g} (its square). Cells: mean ± std over seeds. modes: modes with "
+            f"Roth gamma0 {TOY_GAMMA0[mixture]:.3g} (its square), as is EBGAN's margin. Cells: mean ± std over seeds. modes: modes with "
             "a sample within 3 std; high-quality: samples within 3 std of the nearest mode; reverse KL: KL(mode "
             "histogram of the high-quality samples || uniform), nats. D columns as in the SR table.")

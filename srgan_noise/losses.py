@@ -1,12 +1,13 @@
 """Adversarial losses on discriminator outputs (B,): logits for the
-cross-entropy losses, raw scores for LSGAN, hinge and the Wasserstein critic."""
+cross-entropy losses, raw scores for LSGAN, hinge and the Wasserstein critic,
+energies (reconstruction errors) for EBGAN."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-LOSSES = ("non-saturating", "saturating", "lsgan", "hinge", "wgan", "wgan-gp")
+LOSSES = ("non-saturating", "saturating", "lsgan", "hinge", "wgan", "wgan-gp", "ebgan")
 CONTENT_LOSSES = ("mse", "l1", "vgg", "none")
 
 
@@ -52,8 +53,42 @@ def g_loss_score(fake: torch.Tensor) -> torch.Tensor:
     return -fake.mean()
 
 
-def d_loss(kind: str, real: torch.Tensor, fake: torch.Tensor, real_target: float = 1.0) -> torch.Tensor:
-    """The discriminator's loss for adversarial loss `kind` (one of LOSSES)."""
+def d_loss_ebgan(energy_real: torch.Tensor, energy_fake: torch.Tensor, margin: float) -> torch.Tensor:
+    """Zhao et al. (2017): E D(x) + E max(0, m - D(G(z))), D the energy: real energies
+    pushed down, fake ones up to the margin m and no further."""
+    return energy_real.mean() + F.relu(margin - energy_fake).mean()
+
+
+def g_loss_energy(energy_fake: torch.Tensor) -> torch.Tensor:
+    """E D(G(z)): EBGAN's generator loss, the energy of its samples."""
+    return energy_fake.mean()
+
+
+def pulling_away(codes: torch.Tensor) -> torch.Tensor:
+    """EBGAN's pulling-away term on a batch's codes S (B, ...): the mean squared cosine
+    similarity over ordered pairs i != j, 1/(B(B-1)) sum (S_i . S_j / (|S_i| |S_j|))^2.
+    0 for orthogonal codes, 1 for parallel ones; 0 for a batch of one."""
+    batch = codes.shape[0]
+    if batch < 2:
+        return codes.new_zeros(())
+    unit = F.normalize(codes.flatten(1), dim=1)
+    squared = (unit @ unit.T).pow(2)
+    return (squared.sum() - squared.diagonal().sum()) / (batch * (batch - 1))
+
+
+def as_logits(kind: str, outputs: torch.Tensor, margin: float) -> torch.Tensor:
+    """D's outputs as the logits phi of the monitored D(x) = sigmoid(phi), on which the
+    regularisers (roth, r1, r2) act: the outputs themselves, except EBGAN's energies E,
+    mapped to phi = 4 (1 - 2E/m) for margin m: D(x) is 0.98 at E = 0 (reconstructed
+    perfectly: taken for real), 0.5 at E = m/2 and 0.02 at E = m (pushed to the margin)."""
+    if kind == "ebgan":
+        return 4 * (1 - 2 * outputs / margin)
+    return outputs
+
+
+def d_loss(kind: str, real: torch.Tensor, fake: torch.Tensor, real_target: float = 1.0,
+           margin: float | None = None) -> torch.Tensor:
+    """The discriminator's loss for adversarial loss `kind` (one of LOSSES); margin is EBGAN's."""
     if kind in ("non-saturating", "saturating"):
         return d_loss_bce(real, fake, real_target)
     if kind == "lsgan":
@@ -62,6 +97,10 @@ def d_loss(kind: str, real: torch.Tensor, fake: torch.Tensor, real_target: float
         return d_loss_hinge(real, fake)
     if kind in ("wgan", "wgan-gp"):
         return d_loss_wasserstein(real, fake)
+    if kind == "ebgan":
+        if margin is None:
+            raise ValueError("the ebgan loss needs a margin")
+        return d_loss_ebgan(real, fake, margin)
     raise ValueError(f"unknown adversarial loss {kind!r}")
 
 
@@ -75,6 +114,8 @@ def g_loss(kind: str, fake: torch.Tensor) -> torch.Tensor:
         return g_loss_lsgan(fake)
     if kind in ("hinge", "wgan", "wgan-gp"):
         return g_loss_score(fake)
+    if kind == "ebgan":
+        return g_loss_energy(fake)
     raise ValueError(f"unknown adversarial loss {kind!r}")
 
 

@@ -124,7 +124,7 @@ def critic_config(channels: int = 8, dense: int = 64) -> ModelConfig:
     """A small discriminator (about 0.05 s per Adam step on 64 patches of 32x32 on
     one CPU thread): no batch norm, so a logit depends on its sample alone and
     identical inputs score identically; no minibatch features."""
-    return ModelConfig(d_channels=channels, d_dense=dense, d_batch_norm=False)
+    return ModelConfig(d_channels=channels, d_dense=dense, d_norm="none")
 
 
 def init_critic(critic: Discriminator) -> None:

@@ -1,7 +1,8 @@
 """The 2-D toy of the PacGAN/VEEGAN harness: a mixture of Gaussians on a ring
-or a grid, small MLP generator and discriminator trained with the same
-losses, instance noise and Roth regulariser as the SR task, and the harness's
-mode metrics (modes covered, high-quality samples, reverse KL to uniform)."""
+or a grid, small MLP generator and discriminator (or EBGAN's MLP auto-encoder)
+trained with the same losses, instance noise and Roth regulariser as the SR
+task, and the harness's mode metrics (modes covered, high-quality samples,
+reverse KL to uniform)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,13 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.utils.parametrizations import spectral_norm
 
 from srgan_noise.errors import UserError
 from srgan_noise.atomic import atomic_path
-from srgan_noise.discriminator import MinibatchDiscrimination
-from srgan_noise.losses import LOSSES, d_loss, feature_matching, g_loss
+from srgan_noise.config import D_NORMS
+from srgan_noise.discriminator import (MinibatchDiscrimination, ReferenceBatch, norm_layers, reference_stream,
+                                      spectral_normalise)
+from srgan_noise.losses import LOSSES, as_logits, d_loss, feature_matching, g_loss, pulling_away
 from srgan_noise.monitor import WindowMeans
 from srgan_noise.regularisers import HistoricalAverage, add_instance_noise, after_d_update, d_extra_loss, d_penalty
 from srgan_noise.schedules import noise_sigma, reg_gamma
@@ -34,6 +36,9 @@ MODE_SPACING = {"ring": 2 * math.sin(math.pi / 8), "grid": 2.0}
 # but stay distinct; Roth's gamma, a noise variance, the square of that std.
 TOY_SIGMA0 = {name: spacing / 4 for name, spacing in MODE_SPACING.items()}
 TOY_GAMMA0 = {name: (spacing / 4) ** 2 for name, spacing in MODE_SPACING.items()}
+# EBGAN's margin, in the energy's units (a mean squared error of points): the same
+# square of a quarter of the mode spacing.
+TOY_MARGIN = dict(TOY_GAMMA0)
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,12 @@ class ToyConfig:
     gp_weight: float = 10.0  # wgan-gp: lambda
     d_spectral_norm: bool = False  # on every linear layer of D
     d_minibatch_kernels: int = 0  # minibatch discrimination on D's last hidden layer (0: off)
+    # none | batch | virtual, after each hidden layer of D; the virtual batch norm's
+    # reference batch is batch_size real points drawn once, at the start.
+    d_norm: str = "none"
+    d_autoencoder: bool = False  # EBGAN's MLP auto-encoder as D (with loss "ebgan")
+    ebgan_margin: float | None = None  # None: TOY_MARGIN[mixture]
+    pt_weight: float = 0.0  # EBGAN's pulling-away term on the auto-encoder's codes of the fakes
     feature_matching: str = "none"  # none | replace | add, on D's last hidden layer
     historical_averaging: float = 0.0  # weight of ||theta - mean past theta||^2, both players
     steps: int = 3000
@@ -66,7 +77,7 @@ class ToyConfig:
     def __post_init__(self) -> None:
         choices = {"mixture": MIXTURES, "noise": ("none", "constant", "linear"), "reg": ("none", "roth", "r1", "r2"),
                    "gamma_schedule": ("annealed", "constant"), "loss": LOSSES,
-                   "feature_matching": ("none", "replace", "add")}
+                   "feature_matching": ("none", "replace", "add"), "d_norm": D_NORMS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"toy {name.replace('_', '-')} must be one of {', '.join(allowed)}")
@@ -79,6 +90,14 @@ class ToyConfig:
             raise UserError("toy snapshots must be at least 2 (the first and the last step)")
         if self.label_smoothing and self.loss not in ("non-saturating", "saturating", "lsgan"):
             raise UserError(f"toy label smoothing needs a loss with a real target, not {self.loss}")
+        if (self.loss == "ebgan") != self.d_autoencoder:
+            raise UserError("toy loss ebgan and the auto-encoder discriminator go together")
+        if self.d_autoencoder and self.d_minibatch_kernels:
+            raise UserError("toy minibatch discrimination needs the MLP discriminator, not the auto-encoder")
+        if (self.ebgan_margin is not None and self.ebgan_margin <= 0) or self.pt_weight < 0:
+            raise UserError("toy EBGAN margin must be > 0 and the pulling-away weight >= 0")
+        if self.pt_weight and self.loss != "ebgan":
+            raise UserError(f"toy pulling-away term has no effect with loss {self.loss}")
 
     def sigma(self, t: int) -> float:
         sigma0 = TOY_SIGMA0[self.mixture] if self.sigma0 is None else self.sigma0
@@ -89,6 +108,10 @@ class ToyConfig:
             return 0.0
         gamma0 = TOY_GAMMA0[self.mixture] if self.gamma0 is None else self.gamma0
         return reg_gamma(t, self.gamma_schedule, gamma0, self.steps)
+
+    @property
+    def margin(self) -> float:
+        return TOY_MARGIN[self.mixture] if self.ebgan_margin is None else self.ebgan_margin
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -117,27 +140,61 @@ def mlp(inputs: int, width: int, outputs: int) -> nn.Sequential:
                          nn.Linear(width, width), nn.ReLU(), nn.Linear(width, outputs))
 
 
-class ToyDiscriminator(nn.Module):
-    """(B, 2) -> logits (B, 1): the MLP's three hidden layers, optionally minibatch
-    discrimination on the last, and optionally spectral norm on every linear layer."""
+def hidden_layers(inputs: int, width: int, count: int, norm: str, reference_size: int) -> list[nn.Module]:
+    """count x (linear, norm per `norm`, ReLU): mlp()'s hidden layers, normalised."""
+    layers: list[nn.Module] = []
+    for i in range(count):
+        layers += [nn.Linear(inputs if i == 0 else width, width),
+                   *norm_layers(norm, width, reference_size, dense=True), nn.ReLU()]
+    return layers
 
-    def __init__(self, width: int, spectral: bool, minibatch_kernels: int, minibatch_dim: int = 8) -> None:
+
+class ToyDiscriminator(nn.Module):
+    """(B, 2) -> logits (B, 1): the MLP's three hidden layers (normalised per `norm`),
+    optionally minibatch discrimination on the last, and optionally spectral norm on
+    every linear layer. With norm "virtual", set reference.set() first."""
+
+    def __init__(self, width: int, spectral: bool, minibatch_kernels: int, minibatch_dim: int = 8,
+                 norm: str = "none", reference_size: int = 1) -> None:
         super().__init__()
-        self.body = mlp(2, width, width)[:-1]  # up to the last hidden ReLU
+        self.body = nn.Sequential(*hidden_layers(2, width, 3, norm, reference_size))
+        self.reference = ReferenceBatch(reference_size) if norm == "virtual" else None
         self.minibatch = (MinibatchDiscrimination(width, minibatch_kernels, minibatch_dim)
                           if minibatch_kernels else None)
         self.head = nn.Linear(width + minibatch_kernels, 1)
         if spectral:
-            for module in list(self.modules()):
-                for name, child in module.named_children():
-                    if isinstance(child, nn.Linear):
-                        setattr(module, name, spectral_norm(child))
+            spectral_normalise(self)
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """-> last hidden features (B, width), the layer feature matching uses, and logits (B, 1)."""
-        features = self.body(x)
+        h = x if self.reference is None else self.reference.prepend(x)
+        features = self.body(h)[-x.shape[0]:]
         head_input = features if self.minibatch is None else torch.cat([features, self.minibatch(features)], 1)
         return features, self.head(head_input)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(x)[1]
+
+
+class ToyAutoEncoder(nn.Module):
+    """EBGAN's discriminator on points: (B, 2) -> energy (B, 1), the mean squared error
+    of an MLP auto-encoder's reconstruction: two hidden layers (normalised per `norm`)
+    to a linear code of `width`, one hidden layer back to the point."""
+
+    def __init__(self, width: int, spectral: bool, norm: str = "none", reference_size: int = 1) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(*hidden_layers(2, width, 2, norm, reference_size), nn.Linear(width, width))
+        self.decoder = nn.Sequential(*hidden_layers(width, width, 1, norm, reference_size), nn.Linear(width, 2))
+        self.reference = ReferenceBatch(reference_size) if norm == "virtual" else None
+        if spectral:
+            spectral_normalise(self)
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> codes (B, width), which the pulling-away term and feature matching use, and energies (B, 1)."""
+        h = x if self.reference is None else self.reference.prepend(x)
+        codes = self.encoder(h)
+        reconstruction = self.decoder(codes)[-x.shape[0]:]
+        return codes[-x.shape[0]:], (reconstruction - x).pow(2).mean(1, keepdim=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_features(x)[1]
@@ -146,7 +203,7 @@ class ToyDiscriminator(nn.Module):
 @dataclass
 class ToyNets:
     generator: nn.Module  # (B, latent) -> (B, 2)
-    discriminator: ToyDiscriminator
+    discriminator: ToyDiscriminator | ToyAutoEncoder
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
     history_g: HistoricalAverage | None = None
@@ -155,7 +212,11 @@ class ToyNets:
 
 def build_toy_nets(config: ToyConfig) -> ToyNets:
     generator = mlp(config.latent, config.width, 2)
-    discriminator = ToyDiscriminator(config.width, config.d_spectral_norm, config.d_minibatch_kernels)
+    if config.d_autoencoder:
+        discriminator = ToyAutoEncoder(config.width, config.d_spectral_norm, config.d_norm, config.batch_size)
+    else:
+        discriminator = ToyDiscriminator(config.width, config.d_spectral_norm, config.d_minibatch_kernels,
+                                         norm=config.d_norm, reference_size=config.batch_size)
     if config.loss == "wgan":  # Arjovsky et al.: RMSProp, as in the SR task
         optimizer = functools.partial(torch.optim.RMSprop, lr=config.lr)
     else:  # the usual toy-GAN Adam; WGAN-GP's beta1 = 0, beta2 = 0.9
@@ -170,21 +231,24 @@ def build_toy_nets(config: ToyConfig) -> ToyNets:
 def toy_step(nets: ToyNets, real: torch.Tensor, latent: torch.Tensor, t: int, config: ToyConfig) -> dict[str, float]:
     """One G update, then one D update: the SR task's gan_step on points
     (real (B, 2), latent (B, latent)), without its content loss, lazy
-    regularisation and several D steps. D means are of sigmoid(score)."""
+    regularisation and several D steps. D means are of sigmoid(score), for EBGAN of
+    sigmoid(4 (1 - 2E/m)) (losses.as_logits)."""
     generator, discriminator = nets.generator, nets.discriminator
     sigma, gamma = config.sigma(t), config.gamma(t)
     real_target = 0.9 if config.label_smoothing else 1.0
 
     # 1. Generator G_t -> G_{t+1} against the frozen D_t.
     discriminator.requires_grad_(False)
-    features_fake, logits_fake = discriminator.forward_features(add_instance_noise(generator(latent), sigma))
-    logits_fake = logits_fake.squeeze(1)
-    loss_g = g_loss(config.loss, logits_fake)
+    features_fake, outputs_fake = discriminator.forward_features(add_instance_noise(generator(latent), sigma))
+    outputs_fake = outputs_fake.squeeze(1)
+    loss_g = g_loss(config.loss, outputs_fake)
     if config.feature_matching != "none":
         with torch.no_grad():
             features_real, _ = discriminator.forward_features(add_instance_noise(real, sigma))
         loss_features = feature_matching(features_real, features_fake)
         loss_g = loss_features if config.feature_matching == "replace" else loss_g + loss_features
+    if config.pt_weight > 0:  # EBGAN-PT: the pulling-away term on D's codes of the fakes
+        loss_g = loss_g + config.pt_weight * pulling_away(features_fake)
     if nets.history_g is not None:
         loss_g = loss_g + config.historical_averaging * nets.history_g.penalty(generator)
     nets.opt_g.zero_grad(set_to_none=True)
@@ -193,16 +257,18 @@ def toy_step(nets: ToyNets, real: torch.Tensor, latent: torch.Tensor, t: int, co
     if nets.history_g is not None:
         nets.history_g.update(generator)
     discriminator.requires_grad_(True)
-    d_fake = torch.sigmoid(logits_fake.detach()).mean()
+    d_fake = torch.sigmoid(as_logits(config.loss, outputs_fake.detach(), config.margin)).mean()
 
     # 2. Discriminator D_t -> D_{t+1} on real points and fresh fakes of G_{t+1}.
     with torch.no_grad():
         fake = generator(latent)
     x_real = add_instance_noise(real, sigma).requires_grad_(gamma > 0)
     x_fake = add_instance_noise(fake, sigma).requires_grad_(gamma > 0)
-    logits_real = discriminator(x_real).squeeze(1)
-    logits_fake = discriminator(x_fake).squeeze(1)
-    loss_d = d_loss(config.loss, logits_real, logits_fake, real_target)
+    outputs_real = discriminator(x_real).squeeze(1)
+    outputs_fake = discriminator(x_fake).squeeze(1)
+    loss_d = d_loss(config.loss, outputs_real, outputs_fake, real_target, config.margin)
+    logits_real = as_logits(config.loss, outputs_real, config.margin)
+    logits_fake = as_logits(config.loss, outputs_fake, config.margin)
     omega = d_penalty(config.reg, logits_real, x_real, logits_fake, x_fake) if gamma > 0 else loss_d.new_zeros(())
     loss_d_total = loss_d + gamma / 2 * omega + d_extra_loss(config, discriminator, x_real, x_fake, nets.history_d)
     nets.opt_d.zero_grad(set_to_none=True)
@@ -228,6 +294,8 @@ def train_toy(config: ToyConfig) -> ToyRun:
     torch.manual_seed(config.seed)  # weights and instance noise
     data_rng = torch.Generator().manual_seed(config.seed)
     nets = build_toy_nets(config)
+    if config.d_norm == "virtual":  # VBN's fixed reference batch, from a stream apart from the data's
+        nets.discriminator.reference.set(sample_mixture(config.mixture, config.batch_size, reference_stream(config.seed)))
     snapshot_steps = {round(i * config.steps / (config.snapshots - 1)) for i in range(config.snapshots)}
     records, snapshots, window = [], {}, WindowMeans()
     window_start = time.perf_counter()

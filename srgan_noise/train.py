@@ -22,13 +22,14 @@ from srgan_noise.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkp
 from srgan_noise.config import ModelConfig, preset
 from srgan_noise.data import (DEGRADATIONS, SAMPLE_TRAIN, SAMPLE_VAL, PatchSampler, load_folder, load_samples,
                               validation_pairs)
-from srgan_noise.discriminator import Discriminator
+from srgan_noise.discriminator import AutoEncoderDiscriminator, Discriminator, build_discriminator, reference_stream
 from srgan_noise.distributed import (World, device_for, from_main, mean_over_ranks, process_group, rank_seed,
                                      rank_slice, replicate)
 from srgan_noise.errors import UserError
 from srgan_noise.generator import Generator
 from srgan_noise.lock import locked_run
-from srgan_noise.losses import CONTENT_LOSSES, LOSSES, content_loss, d_loss, feature_matching, g_loss
+from srgan_noise.losses import (CONTENT_LOSSES, LOSSES, as_logits, content_loss, d_loss, feature_matching, g_loss,
+                                pulling_away)
 from srgan_noise.metrics import y_metrics
 from srgan_noise.monitor import MetricsLog, WindowMeans, first_non_finite
 from srgan_noise.perceptual import MISSING_WEIGHTS, load_vgg_loss
@@ -67,6 +68,11 @@ class TrainConfig:
     gp_weight: float = 10.0  # wgan-gp: lambda of the gradient penalty
     feature_matching: str = "none"  # none | replace | add: G's adversarial term
     historical_averaging: float = 0.0  # weight of ||theta - mean past theta||^2, both players
+    # EBGAN (Zhao et al. 2017), loss "ebgan" with model.d_autoencoder: D loss E(x) + max(0, m - E(G(z)))
+    # for energies E (mean squared reconstruction errors of images in [0, 1]) and this margin m;
+    # pt_weight: the pulling-away term on D's codes of the fakes, added to G's adversarial term.
+    ebgan_margin: float = 0.1
+    pt_weight: float = 0.0
     # G's content term in the GAN phase: mse | l1 | vgg (Ledig et al.'s VGG54, weights
     # from vgg_weights) | none (the adversarial term alone: Sønderby et al.'s setting,
     # with model.projection "affine" keeping G consistent with its input).
@@ -107,7 +113,8 @@ class TrainConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1")
         if self.steps < 0 or self.pretrain_steps < 0 or self.steps + self.pretrain_steps == 0:
             raise UserError("--steps and --pretrain-steps must be >= 0 and not both 0")
-        for name in ("sigma0", "gamma0", "clip", "gp_weight", "historical_averaging", "lr", "pretrain_lr"):
+        for name in ("sigma0", "gamma0", "clip", "gp_weight", "historical_averaging", "lr", "pretrain_lr",
+                     "ebgan_margin", "pt_weight"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise UserError(f"--{name.replace('_', '-')} must be a number >= 0, got {value}")
@@ -127,9 +134,18 @@ class TrainConfig:
             raise UserError(f"--patch-size {self.patch_size} is not a multiple of the scale {self.model.scale}")
         if self.patch_size < 16:
             raise UserError("--patch-size must be at least 16 (the discriminator halves it four times)")
-        if self.sync_batch_norm and self.model.d_batch_norm and (self.reg != "none" or self.loss == "wgan-gp"):
+        if (self.loss == "ebgan") != self.model.d_autoencoder:
+            raise UserError("--loss ebgan and the auto-encoder discriminator (d_autoencoder) go together")
+        if self.model.d_autoencoder and self.patch_size % 8:
+            raise UserError(f"--loss ebgan needs a --patch-size that is a multiple of 8 (the auto-encoder halves "
+                            f"it three times), got {self.patch_size}")
+        if self.loss == "ebgan" and self.ebgan_margin == 0:
+            raise UserError("--ebgan-margin must be > 0")
+        if self.pt_weight and self.loss != "ebgan":
+            raise UserError(f"--pt-weight (EBGAN's pulling-away term) has no effect with --loss {self.loss}")
+        if self.sync_batch_norm and self.model.d_norm == "batch" and (self.reg != "none" or self.loss == "wgan-gp"):
             raise UserError(f"--sync-batch-norm with {'--reg ' + self.reg if self.reg != 'none' else '--loss wgan-gp'} "
-                            "needs --no-d-batch-norm: the penalty back-propagates twice through D, and "
+                            "needs --d-norm none or virtual: the penalty back-propagates twice through D, and "
                             "SyncBatchNorm has no double backward")
 
     @property
@@ -168,7 +184,7 @@ class TrainConfig:
 @dataclass
 class Nets:
     generator: Generator
-    discriminator: Discriminator
+    discriminator: Discriminator | AutoEncoderDiscriminator
     opt_pretrain: torch.optim.Optimizer  # G, MSE phase
     opt_g: torch.optim.Optimizer  # G, GAN phase
     opt_d: torch.optim.Optimizer
@@ -200,7 +216,8 @@ def gan_step(
     this step's update): D(fake) on G_t's fakes, seen by the generator update;
     D(real) and D_t(G_{t+1}) on the first D update's inputs, fresh fakes from
     the updated generator (the seed's orange curve, free of an extra forward).
-    For losses on raw scores (lsgan, hinge, wgan) the means are of sigmoid(score).
+    For losses on raw scores (lsgan, hinge, wgan) the means are of sigmoid(score),
+    for EBGAN's energies E of sigmoid(4 (1 - 2E/m)) (losses.as_logits).
     """
     generator, discriminator = nets.generator, nets.discriminator
     sigma, gamma = config.sigma(t), config.gamma(t)
@@ -211,14 +228,16 @@ def gan_step(
     discriminator.requires_grad_(False)
     with autocast():
         fake = generator(lr)
-        features_fake, logits_fake = discriminator.forward_features(add_instance_noise(fake, sigma))
+        features_fake, outputs_fake = discriminator.forward_features(add_instance_noise(fake, sigma))
     loss_content = content_loss(config.content, fake.float(), hr, nets.vgg)
-    loss_adv = g_loss(config.loss, logits_fake.float())
+    loss_adv = g_loss(config.loss, outputs_fake.float())
     if config.feature_matching != "none":
         with torch.no_grad(), autocast():
             features_real, _ = discriminator.forward_features(add_instance_noise(hr, sigma))
         loss_features = feature_matching(features_real.float(), features_fake.float())
         loss_adv = loss_features if config.feature_matching == "replace" else loss_adv + loss_features
+    if config.pt_weight > 0:  # EBGAN-PT: the pulling-away term on D's codes of the fakes
+        loss_adv = loss_adv + config.pt_weight * pulling_away(features_fake.float())
     loss_g = loss_content + config.adv_weight * loss_adv
     if nets.history_g is not None:
         loss_g = loss_g + config.historical_averaging * nets.history_g.penalty(generator)
@@ -228,7 +247,7 @@ def gan_step(
     if nets.history_g is not None:
         nets.history_g.update(generator)
     discriminator.requires_grad_(True)
-    d_fake = torch.sigmoid(logits_fake.detach().float()).mean()
+    d_fake = torch.sigmoid(as_logits(config.loss, outputs_fake.detach().float(), config.ebgan_margin)).mean()
 
     # 2. Discriminator D_t -> D_{t+1} on real images and fresh fakes of G_{t+1}.
     for k, (lr, hr) in enumerate(batches):
@@ -241,9 +260,12 @@ def gan_step(
         if regularise:
             x_real, x_fake = x_real.detach().requires_grad_(True), x_fake.detach().requires_grad_(True)
         with autocast():
-            logits_real = discriminator(x_real).float()
-            logits_fake = discriminator(x_fake).float()
-        loss_d = d_loss(config.loss, logits_real, logits_fake, real_target)
+            outputs_real = discriminator(x_real).float()
+            outputs_fake = discriminator(x_fake).float()
+        loss_d = d_loss(config.loss, outputs_real, outputs_fake, real_target, config.ebgan_margin)
+        # The regularisers act on, and the monitor shows sigmoid of, logits: EBGAN's energies mapped to them.
+        logits_real = as_logits(config.loss, outputs_real, config.ebgan_margin)
+        logits_fake = as_logits(config.loss, outputs_fake, config.ebgan_margin)
         penalty = (d_penalty(config.reg, logits_real, x_real, logits_fake, x_fake) if regularise
                    else loss_d.new_zeros(()))
         with autocast():  # WGAN-GP's penalty and historical averaging, when on
@@ -322,7 +344,7 @@ def load_data(config: TrainConfig) -> tuple[PatchSampler, list[Batch]]:
 def build_nets(model: ModelConfig, config: TrainConfig, device: torch.device) -> Nets:
     # channels_last once, here: the 9x9 convs run several times faster on CPU.
     generator = Generator(model).to(device, memory_format=torch.channels_last)
-    discriminator = Discriminator(model).to(device, memory_format=torch.channels_last)
+    discriminator = build_discriminator(model).to(device, memory_format=torch.channels_last)
     if config.loss == "wgan":  # Arjovsky et al.: RMSProp, momentum-free, for both players
         gan_optimizer = functools.partial(torch.optim.RMSprop, lr=config.lr)
     else:  # SRGAN's Adam; WGAN-GP's beta1 = 0, beta2 = 0.9 (Gulrajani et al.)
@@ -399,6 +421,9 @@ def _train_holding(config: TrainConfig, resume: bool, world: World, device: torc
     data_rng = torch.Generator().manual_seed(config.seed)  # alike on every rank: each draws the global batch
     sampler, val_pairs = load_data(config)
     nets = build_nets(config.model, config, device)
+    if config.model.d_norm == "virtual":  # VBN's fixed reference batch (a checkpoint's replaces it below)
+        _, reference = sampler.sample(config.model.d_reference_size, reference_stream(config.seed))
+        nets.discriminator.reference.set(reference.contiguous(memory_format=torch.channels_last))
     if not val_pairs and world.is_main and not resume:  # once, at the start, after the inputs are known good
         warnings.warn("--data without --val: no validation figures (PSNR, SSIM, MSE, high-band ratio) "
                       "will be computed or plotted")

@@ -182,3 +182,55 @@ def test_eval_no_progress(image_folder):
 def test_init_with_resume_is_refused(tmp_path):
     one_error_line(run("train", "--resume", tmp_path / "run", "--init", tmp_path / "g.safetensors"),
                    "--init starts a new run")
+
+
+def test_train_ebgan_with_virtual_batch_norm_then_resume(tmp_path, image_folder):
+    import torch
+
+    from srgan_noise.checkpoint import load_checkpoint
+
+    out = tmp_path / "run"
+    result = run("train", "--data", image_folder, "--out", out, "--pretrain-steps", 2, "--steps", 2, "--loss", "ebgan",
+                 "--ebgan-margin", 0.05, "--pt-weight", 0.1, "--d-norm", "virtual", "--vbn-reference", 3, *TINY)
+    assert result.exit_code == 0, result.output
+    state = load_checkpoint(out)
+    model = state["config"]["model"]
+    assert (model["d_norm"], model["d_reference_size"], model["d_autoencoder"]) == ("virtual", 3, True)
+    assert (state["config"]["loss"], state["config"]["ebgan_margin"], state["config"]["pt_weight"]) == ("ebgan", 0.05, 0.1)
+    assert state["discriminator"]["reference.batch"].shape == (3, 3, 16, 16)
+    again = run("train", "--resume", out, "--steps", 4, "--no-progress")
+    assert again.exit_code == 0, again.output
+    assert torch.equal(load_checkpoint(out)["discriminator"]["reference.batch"], state["discriminator"]["reference.batch"])
+
+
+def test_resume_a_run_saved_with_d_batch_norm(tmp_path, image_folder):
+    """Checkpoints written before --d-norm replaced --no-d-batch-norm hold d_batch_norm: they resume."""
+    from srgan_noise.checkpoint import load_checkpoint, save_checkpoint
+
+    out = tmp_path / "run"
+    assert run("train", "--data", image_folder, "--out", out, "--pretrain-steps", 2, "--steps", 2, "--d-norm", "none",
+               *TINY).exit_code == 0
+    state = load_checkpoint(out)
+    model = state["config"]["model"]
+    for name in ("d_norm", "d_reference_size", "d_autoencoder"):
+        del model[name]
+    model["d_batch_norm"] = False
+    save_checkpoint(state, out / "checkpoint.pt")
+    result = run("train", "--resume", out, "--steps", 4, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(out)["config"]["model"]["d_norm"] == "none"
+
+
+@pytest.mark.parametrize("args, pattern", [
+    (["--pt-weight", "0.1"], r"--pt-weight has no effect without --loss ebgan"),
+    (["--ebgan-margin", "0.1", "--loss", "hinge"], r"--ebgan-margin has no effect without --loss ebgan"),
+    (["--vbn-reference", "4"], r"--vbn-reference has no effect with --d-norm batch"),
+    (["--d-norm", "layer"], r"d_norm must be one of batch, virtual, none, got 'layer'"),
+    (["--loss", "ebgan", "--patch-size", "20"], r"--loss ebgan needs a --patch-size that is a multiple of 8"),
+    (["--loss", "ebgan", "--minibatch-discrimination", "4"], r"minibatch discrimination needs the Ledig discriminator"),
+    (["--loss", "ebgan", "--ebgan-margin", "0"], r"--ebgan-margin must be > 0"),
+])
+def test_train_ebgan_and_d_norm_errors(tmp_path, image_folder, args, pattern):
+    one_error_line(run("train", "--data", image_folder, "--out", tmp_path / "run", "--pretrain-steps", 1,
+                       "--steps", 0, *TINY, *args), pattern)
+    assert not (tmp_path / "run").exists()

@@ -52,14 +52,20 @@ def test_every_schedule_builds_sr_and_toy_configs(name):
     assert sr.model.d_spectral_norm == toy.d_spectral_norm == (name == "spectral-norm")
     assert sr.model.d_minibatch_kernels == toy.d_minibatch_kernels
     assert (sr.model.d_minibatch_kernels > 0) == (name == "minibatch-discrimination")
-    assert sr.model.d_batch_norm == (name != "wgan-gp")
-    assert SCHEDULES[name].get("model", {}) == {"wgan-gp": {"d_batch_norm": False}, "spectral-norm": {
-        "d_spectral_norm": True}, "minibatch-discrimination": {"d_minibatch_kernels": 32}}.get(name, {})  # unmutated
+    assert sr.model.d_norm == {"wgan-gp": "none", "virtual-batch-norm": "virtual"}.get(name, "batch")
+    assert toy.d_norm == ("virtual" if name == "virtual-batch-norm" else "none")  # the toy MLP's default: none
+    assert sr.model.d_autoencoder == toy.d_autoencoder == (sr.loss == "ebgan") == name.startswith("ebgan")
+    assert (sr.pt_weight > 0) == (toy.pt_weight > 0) == (name == "ebgan-pt")
+    assert SCHEDULES[name].get("model", {}) == {
+        "wgan-gp": {"d_norm": "none"}, "spectral-norm": {"d_spectral_norm": True},
+        "minibatch-discrimination": {"d_minibatch_kernels": 32}, "virtual-batch-norm": {"d_norm": "virtual"},
+        "ebgan": {"d_autoencoder": True}, "ebgan-pt": {"d_autoencoder": True}}.get(name, {})  # unmutated
 
 
 def test_architecture_schedules_start_from_the_shared_pretraining(tmp_path, image_folder):
     """D's architecture differs from pre-training's: D starts fresh, G from the shared checkpoint."""
-    config = CompareConfig(schedules=("spectral-norm", "wgan-gp", "minibatch-discrimination"), seeds=1,
+    config = CompareConfig(schedules=("spectral-norm", "wgan-gp", "minibatch-discrimination", "virtual-batch-norm",
+                                      "ebgan-pt"), seeds=1,
                            out=str(tmp_path / "compare"), data=(str(image_folder),), val=str(image_folder), **TINY)
     markdown, _, _ = compare(config)
     text = markdown.read_text()
@@ -68,6 +74,13 @@ def test_architecture_schedules_start_from_the_shared_pretraining(tmp_path, imag
         records = read_metrics(tmp_path / "compare" / f"{name}-seed0")
         assert records[0] == read_metrics(tmp_path / "compare" / "pretrain-seed0")[0]
         assert all(math.isfinite(r["loss_d"]) for r in records if r["phase"] == "gan")
+
+
+def test_ebgan_strengths_are_the_margin_and_the_pulling_away_weight():
+    sr = schedule_config(TrainConfig(model=preset("tiny")), "ebgan@0.05")
+    assert (sr.loss, sr.ebgan_margin, sr.pt_weight, sr.model.d_autoencoder) == ("ebgan", 0.05, 0.0, True)
+    toy = toy_schedule_config(ToyConfig(mixture="grid"), "ebgan-pt@0.3")
+    assert (toy.loss, toy.margin, toy.pt_weight, toy.d_autoencoder) == ("ebgan", 0.25, 0.3, True)
 
 
 def test_schedule_strengths_per_mode():

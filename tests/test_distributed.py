@@ -106,11 +106,11 @@ def test_batch_must_split_evenly(tmp_path):
 
 
 def test_sync_batch_norm_refuses_double_backward_through_bn(tmp_path):
-    with pytest.raises(UserError, match="--sync-batch-norm with --reg roth needs --no-d-batch-norm"):
+    with pytest.raises(UserError, match="--sync-batch-norm with --reg roth needs --d-norm none or virtual"):
         TrainConfig(out=str(tmp_path), reg="roth", sync_batch_norm=True, **TINY)
-    with pytest.raises(UserError, match="--sync-batch-norm with --loss wgan-gp needs --no-d-batch-norm"):
+    with pytest.raises(UserError, match="--sync-batch-norm with --loss wgan-gp needs --d-norm none or virtual"):
         TrainConfig(out=str(tmp_path), loss="wgan-gp", sync_batch_norm=True, **TINY)
-    TrainConfig(out=str(tmp_path), reg="roth", sync_batch_norm=True, **{**TINY, "model": preset("tiny", d_batch_norm=False)})
+    TrainConfig(out=str(tmp_path), reg="roth", sync_batch_norm=True, **{**TINY, "model": preset("tiny", d_norm="none")})
 
 
 def test_sync_batch_norm_needs_cuda():
@@ -149,7 +149,7 @@ def test_double_backward_gradients_match_one_process(step_results):
     """grad of each penalty w.r.t. D's parameters, through autograd.grad(create_graph=True)
     under DDP, equals one process's on the global batch."""
     for results in step_results:
-        assert set(results["gradients"]) == {"roth", "r1", "r2", "wgan-gp"}
+        assert set(results["gradients"]) == {"roth", "r1", "r2", "wgan-gp", "roth, virtual batch norm"}
         for name, difference in results["gradients"].items():
             assert difference < TOLERANCE, (name, difference)
 
@@ -183,7 +183,7 @@ def runs(tmp_path_factory):
     images = make_images(base / "images")
     two, one = base / "two", base / "one"
     done = torchrun("-m", "srgan_noise", "train", "--data", str(images), "--val", str(images), "--out", str(two),
-                    "--preset", "tiny", "--no-batch-norm", "--no-d-batch-norm", "--batch-size", "4",
+                    "--preset", "tiny", "--no-batch-norm", "--d-norm", "none", "--batch-size", "4",
                     "--patch-size", "16", "--pretrain-steps", "2", "--steps", "2", "--log-every", "1",
                     "--checkpoint-every", "1", "--noise", "none", "--reg", "roth", "--device", "cpu", "--no-progress")
     assert "torchrun: 2 processes, global batch 4 = 2 x 2 patches per process" in done.stderr
@@ -240,13 +240,17 @@ def _global_batches(count: int, seed: int) -> list[tuple[torch.Tensor, torch.Ten
 
 
 def _gradient_differences(world: World) -> dict[str, float]:
-    """|grad_DDP - grad_one_process| / |grad_one_process| over D's parameters, per penalty."""
+    """|grad_DDP - grad_one_process| / |grad_one_process| over D's parameters, per penalty;
+    for virtual batch norm, of the penalty plus a loss (so through the reference batch's statistics)."""
     _, real = _global_batches(1, seed=1)[0]
     fake = real.flip(-1)
     differences = {}
-    for name in ("roth", "r1", "r2", "wgan-gp"):
+    for name in ("roth", "r1", "r2", "wgan-gp", "roth, virtual batch norm"):
+        kind, virtual = name.split(",")[0], name.endswith("virtual batch norm")
         torch.manual_seed(0)
-        discriminator = Discriminator(preset("tiny", d_batch_norm=False))
+        discriminator = Discriminator(preset("tiny", d_norm="virtual" if virtual else "none", d_reference_size=2))
+        if virtual:
+            discriminator.reference.set(real[:2].flip(-2))  # the same on every rank
         reference = copy.deepcopy(discriminator)
         wrapped = replicate(discriminator, torch.device("cpu"))
 
@@ -258,7 +262,9 @@ def _gradient_differences(world: World) -> dict[str, float]:
             if name == "wgan-gp":  # x_real for x_fake: the interpolate is x_real whatever the random mix
                 value = wgan_gradient_penalty(critic, x_real, x_real)
             else:
-                value = d_penalty(name, logits_real, x_real, logits_fake, x_fake)
+                value = d_penalty(kind, logits_real, x_real, logits_fake, x_fake)
+            if virtual:
+                return value + logits_real.mean() - logits_fake.mean()
             return value + 0 * logits_real.sum()
 
         penalty(reference, real, fake).backward()
@@ -277,8 +283,18 @@ TECHNIQUES = {  # name: (overrides, comparable with one process on the global ba
     "roth, batch norm": (dict(reg="roth", model=preset("tiny")), False),
     "wgan-gp": (dict(loss="wgan-gp"), False),
     "feature matching, batch norm": (dict(feature_matching="add", model=preset("tiny")), False),
-    "spectral norm, minibatch": (dict(reg="roth", model=preset("tiny", d_batch_norm=False, d_spectral_norm=True,
+    "spectral norm, minibatch": (dict(reg="roth", model=preset("tiny", d_norm="none", d_spectral_norm=True,
                                                                   d_minibatch_kernels=4)), False),
+    # EBGAN's energies are per example, so DDP's halves add up to one process. So are virtual
+    # batch norm's outputs, but like batch norm it makes the gradient of a conv bias before it
+    # zero in exact arithmetic, rounding noise that Adam scales up to lr-sized steps: its
+    # gradients are compared with one process's above instead.
+    "virtual batch norm": (dict(reg="roth", model=preset("tiny", batch_norm=False, d_norm="virtual",
+                                                         d_reference_size=2)), False),
+    "ebgan, r1": (dict(loss="ebgan", reg="r1", model=preset("tiny", batch_norm=False, d_norm="none",
+                                                            d_autoencoder=True)), True),
+    "ebgan-pt, virtual batch norm": (dict(loss="ebgan", pt_weight=0.1, model=preset(
+        "tiny", batch_norm=False, d_norm="virtual", d_reference_size=2, d_autoencoder=True)), False),
 }
 
 
@@ -291,10 +307,12 @@ def _technique_checks(world: World) -> dict[str, dict]:
     checks = {}
     for name, (overrides, comparable) in TECHNIQUES.items():
         config = TrainConfig(out="unused", noise="none", **{**TINY, "model": preset("tiny", batch_norm=False,
-                                                                                     d_batch_norm=False),
+                                                                                     d_norm="none"),
                                                             **overrides})
         torch.manual_seed(0)
         nets = build_nets(config.model, config, torch.device("cpu"))
+        if config.model.d_norm == "virtual":  # the same on every rank, as train() draws it
+            nets.discriminator.reference.set(torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3)))
         reference = copy.deepcopy(nets)
         before = [p.detach().clone() for p in nets.discriminator.parameters()]
         plain = [nets.generator, nets.discriminator]

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from srgan_noise.losses import LOSSES, d_loss, feature_matching, g_loss
+from srgan_noise.losses import LOSSES, as_logits, d_loss, feature_matching, g_loss, pulling_away
 
 REAL = torch.tensor([2.0, -1.0])
 FAKE = torch.tensor([0.5, -3.0])
@@ -45,3 +45,50 @@ def test_feature_matching_by_hand():
     real = torch.tensor([[1.0, 2.0], [3.0, 4.0]])  # mean (2, 3)
     fake = torch.tensor([[0.0, 0.0], [2.0, 2.0]])  # mean (1, 1)
     assert feature_matching(real, fake).item() == pytest.approx(1 + 4)
+
+
+# EBGAN
+
+
+def test_ebgan_losses_at_chosen_energies():
+    real, fake = torch.tensor([0.01, 0.03]), torch.tensor([0.05, 0.2])
+    # D: mean real energy 0.02, plus max(0, 0.1 - E_fake): 0.05 and 0 (beyond the margin), mean 0.025
+    assert d_loss("ebgan", real, fake, margin=0.1).item() == pytest.approx(0.02 + 0.025)
+    assert g_loss("ebgan", fake).item() == pytest.approx(0.125)
+    with pytest.raises(ValueError, match="the ebgan loss needs a margin"):
+        d_loss("ebgan", real, fake)
+
+
+def test_ebgan_loss_gradients():
+    """Real energies are pushed down; fake ones up while under the margin, not beyond it; G pulls its own down."""
+    real = torch.tensor([0.01, 0.03], requires_grad=True)
+    fake = torch.tensor([0.05, 0.2], requires_grad=True)
+    d_loss("ebgan", real, fake, margin=0.1).backward()
+    assert real.grad.tolist() == [0.5, 0.5] and fake.grad.tolist() == [-0.5, 0.0]
+    fake.grad = None
+    g_loss("ebgan", fake).backward()
+    assert fake.grad.tolist() == [0.5, 0.5]
+
+
+def test_pulling_away_by_hand():
+    codes = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 2.0]])
+    # cosines: (0, 1) 0, (0, 2) and (1, 2) 1/sqrt(2), squared 1/2; ordered pairs: 2 x (0 + 1/2 + 1/2) = 2, over 3 x 2
+    assert pulling_away(codes).item() == pytest.approx(1 / 3)
+    assert pulling_away(torch.eye(4)).item() == pytest.approx(0.0)
+    assert pulling_away(torch.tensor([[1.0, 2.0], [-2.0, -4.0], [0.5, 1.0]])).item() == pytest.approx(1.0)
+    assert pulling_away(torch.rand(1, 5)).item() == 0.0
+    assert pulling_away(codes.view(3, 2, 1, 1)).item() == pytest.approx(1 / 3)  # codes are flattened
+
+
+def test_pulling_away_gradcheck():
+    codes = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(pulling_away, (codes,))
+
+
+def test_energies_map_to_logits_around_half_the_margin():
+    energies = torch.tensor([0.0, 0.05, 0.1, 0.2])
+    logits = as_logits("ebgan", energies, margin=0.1)
+    torch.testing.assert_close(logits, torch.tensor([4.0, 0.0, -4.0, -12.0]))
+    assert torch.sigmoid(logits[0]).item() == pytest.approx(0.982, abs=1e-3)
+    for kind in LOSSES[:-1]:
+        assert torch.equal(as_logits(kind, energies, margin=0.1), energies)

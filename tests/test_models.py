@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from srgan_noise.config import ModelConfig, preset
-from srgan_noise.discriminator import Discriminator
+from srgan_noise.discriminator import Discriminator, build_discriminator
 from srgan_noise.errors import UserError
 from srgan_noise.generator import Generator, receptive_radius
 
@@ -63,7 +63,7 @@ def test_receptive_radius_bounds_the_influence(scale):
 
 
 def test_spectral_norm_bounds_every_layer():
-    discriminator = Discriminator(preset("tiny", d_spectral_norm=True, d_batch_norm=False))
+    discriminator = Discriminator(preset("tiny", d_spectral_norm=True, d_norm="none"))
     for _ in range(30):  # power iterations run in training-mode forwards
         discriminator(torch.rand(2, 3, 16, 16))
     layers = [m for m in discriminator.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
@@ -97,8 +97,128 @@ def test_minibatch_discrimination_gradcheck():
 
 
 def test_minibatch_discrimination_sees_the_batch():
-    discriminator = Discriminator(preset("tiny", d_minibatch_kernels=4, d_batch_norm=False)).eval()
+    discriminator = Discriminator(preset("tiny", d_minibatch_kernels=4, d_norm="none")).eval()
     x = torch.rand(3, 3, 16, 16)
     alone = discriminator(x[:1])
     together = discriminator(x)[:1]
     assert not torch.allclose(alone, together)
+
+
+# virtual batch normalisation
+
+
+def virtual_discriminator(reference_size=4, size=16, **overrides):
+    discriminator = build_discriminator(preset("tiny", d_norm="virtual", d_reference_size=reference_size, **overrides))
+    discriminator.reference.set(torch.rand(reference_size, 3, size, size))
+    return discriminator
+
+
+def test_virtual_batch_norm_by_hand():
+    """Each example: batch norm over the reference batch plus itself; the reference rows: over the reference alone."""
+    from srgan_noise.discriminator import VirtualBatchNorm
+
+    layer = VirtualBatchNorm(channels=2, reference_size=3).double()
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([2.0, 0.5]))
+        layer.bias.copy_(torch.tensor([0.1, -0.3]))
+    for shape in ((2,), (2, 5, 4)):  # dense features, then conv feature maps
+        reference, examples = torch.randn(3, *shape, dtype=torch.float64), torch.randn(4, *shape, dtype=torch.float64)
+        out = layer(torch.cat([reference, examples]))
+        bn = lambda x: torch.nn.functional.batch_norm(x, None, None, layer.weight, layer.bias, training=True)
+        torch.testing.assert_close(out[:3], bn(reference))
+        for i in range(4):
+            torch.testing.assert_close(out[3 + i], bn(torch.cat([reference, examples[i:i + 1]]))[-1])
+
+
+def test_virtual_batch_norm_gradcheck():
+    """First and second derivatives (the regularisers' double backward), float64, reference rows included."""
+    from srgan_noise.discriminator import VirtualBatchNorm
+
+    layer = VirtualBatchNorm(channels=2, reference_size=2).double()
+    x = torch.randn(5, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(layer, (x,))
+    assert torch.autograd.gradgradcheck(layer, (x,))
+
+
+@pytest.mark.parametrize("autoencoder", [False, True])
+def test_virtual_batch_norm_output_does_not_depend_on_the_rest_of_the_batch(autoencoder):
+    discriminator = virtual_discriminator(d_autoencoder=autoencoder).train()
+    assert type(discriminator).__name__ == ("AutoEncoderDiscriminator" if autoencoder else "Discriminator")
+    x = torch.rand(3, 3, 16, 16)
+    torch.testing.assert_close(discriminator(x)[:1], discriminator(x[:1]), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(discriminator(x)[1:], discriminator(x.flip(0))[:2].flip(0), rtol=1e-5, atol=1e-6)
+    batch_norm = build_discriminator(preset("tiny", d_norm="batch", d_autoencoder=autoencoder)).train()
+    assert not torch.allclose(batch_norm(x)[:2], batch_norm(x[:2]), rtol=1e-3, atol=1e-4)
+
+
+def test_virtual_batch_norm_depends_on_the_reference_batch():
+    discriminator = virtual_discriminator()
+    x = torch.rand(2, 3, 16, 16)
+    before = discriminator(x)
+    discriminator.reference.set(torch.rand(4, 3, 16, 16))
+    assert not torch.allclose(before, discriminator(x))
+
+
+def test_reference_batch_travels_with_the_state_dict():
+    """A fresh discriminator (empty reference) loading a state dict takes the stored reference batch."""
+    discriminator = virtual_discriminator(size=24)
+    fresh = Discriminator(discriminator.config)
+    fresh.load_state_dict(discriminator.state_dict())
+    assert torch.equal(fresh.reference.batch, discriminator.reference.batch)
+    x = torch.rand(2, 3, 24, 24)
+    torch.testing.assert_close(fresh(x), discriminator(x))
+
+
+def test_reference_batch_errors():
+    discriminator = Discriminator(preset("tiny", d_norm="virtual", d_reference_size=4))
+    with pytest.raises(RuntimeError, match="virtual batch norm needs its reference batch: call set"):
+        discriminator(torch.rand(2, 3, 16, 16))
+    with pytest.raises(ValueError, match="the reference batch must have 4 examples, got 3"):
+        discriminator.reference.set(torch.rand(3, 3, 16, 16))
+    discriminator.reference.set(torch.rand(4, 3, 16, 16))
+    with pytest.raises(ValueError, match=r"inputs of shape \(3, 24, 24\), but the reference batch's are \(3, 16, 16\)"):
+        discriminator(torch.rand(2, 3, 24, 24))
+
+
+def test_d_norm_replaces_d_batch_norm_in_saved_architectures():
+    """Checkpoints and weights files written before d_norm (d_batch_norm: true/false) still load."""
+    old = {**preset("small").to_dict(), "d_batch_norm": False}
+    del old["d_norm"]
+    assert ModelConfig.from_dict(old) == preset("small", d_norm="none")
+    assert ModelConfig.from_dict({**old, "d_batch_norm": True}).d_norm == "batch"
+    with pytest.raises(UserError, match="d_batch_norm must be true or false, got 'yes'"):
+        ModelConfig.from_dict({**old, "d_batch_norm": "yes"})
+    with pytest.raises(UserError, match="d_norm must be one of batch, virtual, none, got 'layer'"):
+        preset("tiny", d_norm="layer")
+
+
+# EBGAN's auto-encoder discriminator
+
+
+def test_autoencoder_energy_is_its_reconstruction_error():
+    from srgan_noise.discriminator import AutoEncoderDiscriminator
+
+    discriminator = AutoEncoderDiscriminator(preset("tiny", d_autoencoder=True, d_norm="none"))
+    x = torch.rand(3, 3, 16, 24)
+    codes, energies = discriminator.forward_features(x)
+    assert codes.shape == (3, 4 * 8 * 2 * 3) and energies.shape == (3,)
+    with torch.no_grad():
+        reconstruction = (torch.tanh(discriminator.decoder(discriminator.encoder(2 * x - 1))) + 1) / 2
+        assert reconstruction.shape == x.shape
+        torch.testing.assert_close(energies.detach(), (reconstruction - x).pow(2).mean((1, 2, 3)))
+    assert (energies > 0).all()
+    with pytest.raises(ValueError, match=r"sides that are multiples of 8, got \(16, 20\)"):
+        discriminator(torch.rand(1, 3, 16, 20))
+
+
+def test_autoencoder_spectral_norm_covers_its_transposed_convs():
+    from srgan_noise.discriminator import AutoEncoderDiscriminator
+
+    discriminator = AutoEncoderDiscriminator(preset("tiny", d_autoencoder=True, d_spectral_norm=True))
+    layers = [m for m in discriminator.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    assert len(layers) == 6 and all(hasattr(m, "parametrizations") for m in layers)
+
+
+def test_autoencoder_refuses_minibatch_discrimination():
+    with pytest.raises(UserError, match="minibatch discrimination needs the Ledig discriminator"):
+        preset("tiny", d_autoencoder=True, d_minibatch_kernels=4)

@@ -136,3 +136,22 @@ def test_historical_average_is_mean_of_snapshots():
     restored = HistoricalAverage(module)
     restored.load_state_dict(history.state_dict())
     assert restored.count == 5 and torch.equal(restored.mean["weight"], history.mean["weight"])
+
+
+def test_ebgan_regularisers_act_on_the_energy_mapped_logit():
+    """With EBGAN, R1 is on phi = 4 (1 - 2E/m): (8/m)^2 E||grad_x E||^2 for the energy E."""
+    from srgan_noise.config import preset
+    from srgan_noise.discriminator import AutoEncoderDiscriminator
+    from srgan_noise.losses import as_logits
+    from srgan_noise.regularisers import d_penalty
+
+    discriminator = AutoEncoderDiscriminator(preset("tiny", d_autoencoder=True, d_norm="none")).double()
+    x = torch.rand(3, 3, 16, 16, dtype=torch.float64, requires_grad=True)
+    margin = 0.1
+    energies = discriminator(x)
+    penalty = d_penalty("r1", as_logits("ebgan", energies, margin), x, energies, x)
+    (grad,) = torch.autograd.grad(discriminator(x).sum(), x)
+    expected = (8 / margin) ** 2 * grad.flatten(1).pow(2).sum(1).mean()
+    torch.testing.assert_close(penalty.detach(), expected)
+    penalty.backward()  # the double backward reaches the auto-encoder's weights
+    assert discriminator.encoder[0].weight.grad.abs().sum() > 0

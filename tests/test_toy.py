@@ -6,7 +6,7 @@ import torch
 from srgan_noise.errors import UserError
 from srgan_noise.losses import LOSSES
 from srgan_noise.toy import (
-    MIXTURE_STD, TOY_GAMMA0, TOY_SIGMA0, ToyConfig, build_toy_nets, high_quality_percent, mixture_centres,
+    MIXTURE_STD, TOY_GAMMA0, TOY_MARGIN, TOY_SIGMA0, ToyConfig, build_toy_nets, high_quality_percent, mixture_centres,
     mode_counts, modes_covered, plot_snapshots, reverse_kl, sample_mixture, toy_metrics, toy_step, train_toy,
 )
 
@@ -99,7 +99,8 @@ def test_toy_step_figures_and_regulariser():
 
 @pytest.mark.parametrize("loss", LOSSES)
 def test_toy_step_runs_every_loss(loss):
-    config = ToyConfig(loss=loss, reg="r1", gamma_schedule="constant", batch_size=8, width=8)
+    config = ToyConfig(loss=loss, d_autoencoder=loss == "ebgan", reg="r1", gamma_schedule="constant", batch_size=8,
+                       width=8)
     nets = build_toy_nets(config)
     real = sample_mixture("ring", 8, torch.Generator().manual_seed(0))
     values = toy_step(nets, real, torch.randn(8, config.latent), 0, config)
@@ -158,3 +159,62 @@ def test_config_rejects_unknown_mixture():
         ToyConfig(snapshots=1)
     with pytest.raises(UserError, match="toy label smoothing needs a loss with a real target, not hinge"):
         ToyConfig(label_smoothing=True, loss="hinge")
+
+
+# virtual batch norm and EBGAN on the toy
+
+
+@pytest.mark.parametrize("overrides", [dict(d_norm="virtual"), dict(d_norm="batch"),
+                                       dict(loss="ebgan", d_autoencoder=True),
+                                       dict(loss="ebgan", d_autoencoder=True, pt_weight=0.1, d_norm="virtual"),
+                                       dict(loss="ebgan", d_autoencoder=True, reg="r1", feature_matching="add")])
+def test_train_toy_with_virtual_batch_norm_and_ebgan(overrides):
+    config = ToyConfig(steps=6, batch_size=16, width=8, log_every=3, snapshots=2, snapshot_samples=10, samples=20,
+                       **overrides)
+    run = train_toy(config)
+    assert [r["step"] for r in run.records] == [3, 6]
+    assert all(math.isfinite(v) for r in run.records for k, v in r.items() if k != "phase")
+    assert torch.equal(run.samples, train_toy(config).samples)  # the reference batch is seeded too
+
+
+def test_toy_virtual_batch_norm_reference_is_fixed_and_per_example():
+    from srgan_noise.discriminator import reference_stream
+
+    config = ToyConfig(d_norm="virtual", batch_size=16, width=8)
+    nets = build_toy_nets(config)
+    reference = sample_mixture("ring", 16, reference_stream(0))
+    nets.discriminator.reference.set(reference)
+    x = torch.randn(5, 2)
+    torch.testing.assert_close(nets.discriminator(x)[:2], nets.discriminator(x[:2]), rtol=1e-5, atol=1e-6)
+    toy_step(nets, sample_mixture("ring", 16, torch.Generator().manual_seed(1)), torch.randn(16, 2), 0, config)
+    assert torch.equal(nets.discriminator.reference.batch, reference)
+
+
+def test_toy_autoencoder_energy_and_monitored_probability():
+    import copy
+
+    config = ToyConfig(loss="ebgan", d_autoencoder=True, batch_size=8, width=8)
+    nets = build_toy_nets(config)
+    real = sample_mixture("ring", 8, torch.Generator().manual_seed(0))
+    codes, energies = nets.discriminator.forward_features(real)
+    with torch.no_grad():
+        reconstruction = nets.discriminator.decoder(nets.discriminator.encoder(real))
+    assert codes.shape == (8, 8) and energies.shape == (8, 1)
+    torch.testing.assert_close(energies.detach(), (reconstruction - real).pow(2).mean(1, keepdim=True))
+    before = copy.deepcopy(nets.discriminator)
+    values = toy_step(nets, real, torch.randn(8, config.latent), 0, config)
+    margin = TOY_MARGIN["ring"]
+    with torch.no_grad():
+        expected = torch.sigmoid(4 * (1 - 2 * before(real) / margin)).mean().item()
+    assert config.margin == margin and values["d_real"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_toy_ebgan_config_errors():
+    with pytest.raises(UserError, match="toy loss ebgan and the auto-encoder discriminator go together"):
+        ToyConfig(loss="ebgan")
+    with pytest.raises(UserError, match="toy pulling-away term has no effect with loss hinge"):
+        ToyConfig(loss="hinge", pt_weight=0.1)
+    with pytest.raises(UserError, match="toy minibatch discrimination needs the MLP discriminator"):
+        ToyConfig(loss="ebgan", d_autoencoder=True, d_minibatch_kernels=4)
+    with pytest.raises(UserError, match="toy d-norm must be one of batch, virtual, none"):
+        ToyConfig(d_norm="layer")

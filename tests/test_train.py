@@ -110,7 +110,7 @@ def test_lazy_regularisation_scaled_by_k(tmp_path):
 
 def test_d_fake_next_is_old_d_on_new_generator(tmp_path):
     """D_t(G_{t+1}) equals D_t (before its update) on the updated generator's fakes."""
-    cfg = config(tmp_path, noise="none", model=preset("tiny", d_batch_norm=False))
+    cfg = config(tmp_path, noise="none", model=preset("tiny", d_norm="none"))
     nets = nets_for(cfg)
     d_before = __import__("copy").deepcopy(nets.discriminator)
     data = batches()
@@ -213,7 +213,7 @@ def test_invalid_config(tmp_path, overrides, message):
 
 @pytest.mark.parametrize("overrides", [
     dict(loss="saturating"), dict(loss="lsgan", label_smoothing=True), dict(loss="hinge"),
-    dict(loss="wgan", model=preset("tiny", d_batch_norm=False)), dict(loss="wgan-gp", model=preset("tiny", d_batch_norm=False)),
+    dict(loss="wgan", model=preset("tiny", d_norm="none")), dict(loss="wgan-gp", model=preset("tiny", d_norm="none")),
     dict(reg="r1"), dict(reg="r2"), dict(feature_matching="replace"), dict(feature_matching="add"),
     dict(historical_averaging=0.1), dict(model=preset("tiny", d_spectral_norm=True, d_minibatch_kernels=4)),
 ])
@@ -227,7 +227,7 @@ def test_every_technique_trains_the_discriminator(tmp_path, overrides):
 
 
 def test_wgan_clips_weights_and_uses_rmsprop(tmp_path):
-    cfg = config(tmp_path, noise="none", loss="wgan", clip=0.01, model=preset("tiny", d_batch_norm=False))
+    cfg = config(tmp_path, noise="none", loss="wgan", clip=0.01, model=preset("tiny", d_norm="none"))
     nets = nets_for(cfg)
     assert isinstance(nets.opt_d, torch.optim.RMSprop) and isinstance(nets.opt_g, torch.optim.RMSprop)
     gan_step(nets, batches(), 0, cfg, null)
@@ -235,7 +235,7 @@ def test_wgan_clips_weights_and_uses_rmsprop(tmp_path):
 
 
 def test_feature_matching_replace_is_the_adversarial_term(tmp_path):
-    cfg = config(tmp_path, noise="none", feature_matching="replace", model=preset("tiny", d_batch_norm=False))
+    cfg = config(tmp_path, noise="none", feature_matching="replace", model=preset("tiny", d_norm="none"))
     nets = nets_for(cfg)
     (lr, hr), = data = batches()
     with torch.no_grad():
@@ -367,3 +367,112 @@ def test_init_with_another_architecture_is_one_line(tmp_path, image_folder):
     message = str(error.value)
     assert "\n" not in message and "blocks 2 (the run: 3)" in message and "generator.safetensors" in message
     assert not (tmp_path / "other" / "checkpoint.pt").exists()
+
+
+# virtual batch norm and EBGAN in the step and the run
+
+
+def test_virtual_batch_norm_run_resumes_bit_for_bit(tmp_path, image_folder):
+    """The reference batch is drawn once, from its own seeded stream (the data order stays a
+    plain run's), saved in the checkpoint, and a resumed run continues exactly."""
+    from srgan_noise.discriminator import reference_stream
+    from srgan_noise.train import load_data
+
+    common = dict(data=str(image_folder), val=str(image_folder), pretrain_steps=2, noise="linear", noise_steps=4,
+                  reg="r1", gamma_steps=4, model=preset("tiny", d_norm="virtual", d_reference_size=3))
+    whole = load_checkpoint(train(config(tmp_path, "whole", steps=4, **common)))
+    half = train(config(tmp_path, "half", steps=2, **common))
+    train(dataclasses.replace(TrainConfig.from_dict(load_checkpoint(half)["config"]), steps=4), resume=True)
+    resumed = load_checkpoint(half)
+    assert resumed["step"] == whole["step"] == 6
+    for name in ("generator", "discriminator", "opt_d"):
+        flat = lambda state: torch.cat([v.flatten() for v in torch.utils._pytree.tree_leaves(state)
+                                        if isinstance(v, torch.Tensor) and v.is_floating_point()])
+        assert torch.equal(flat(whole[name]), flat(resumed[name])), name
+    sampler, _ = load_data(config(tmp_path, **common))
+    expected = sampler.sample(3, reference_stream(0))[1]
+    assert torch.equal(whole["discriminator"]["reference.batch"], expected)
+    plain = load_checkpoint(train(config(tmp_path, "plain", steps=4, **{**common, "model": preset("tiny")})))
+    assert torch.equal(plain["rng"]["data"], whole["rng"]["data"])
+
+
+def test_ebgan_step_by_hand(tmp_path):
+    """G's adversarial term: E(G(z)) + pt_weight x the pulling-away term of D's codes; D's loss:
+    E(x) + max(0, m - E(G_t+1(z))); monitored D(x) = sigmoid(4 (1 - 2E/m))."""
+    import copy
+
+    from srgan_noise.losses import pulling_away
+
+    margin = 0.1
+    cfg = config(tmp_path, noise="none", loss="ebgan", ebgan_margin=margin, pt_weight=0.1,
+                 model=preset("tiny", d_autoencoder=True, d_norm="none"))
+    nets = nets_for(cfg)
+    (lr, hr), = data = batches()
+    d_before = copy.deepcopy(nets.discriminator)
+    with torch.no_grad():
+        codes, energy_fake = nets.discriminator.forward_features(nets.generator(lr))
+    values = gan_step(nets, data, 0, cfg, null)
+    with torch.no_grad():
+        energy_real, energy_next = d_before(hr), d_before(nets.generator(lr))
+    probability = lambda energy: torch.sigmoid(4 * (1 - 2 * energy / margin)).mean().item()
+    assert values["loss_adv"] == pytest.approx((energy_fake.mean() + 0.1 * pulling_away(codes)).item(), rel=1e-5)
+    assert values["loss_d"] == pytest.approx((energy_real.mean() + (margin - energy_next).clamp(min=0).mean()).item(),
+                                             rel=1e-5)
+    assert values["d_real"] == pytest.approx(probability(energy_real), rel=1e-5)
+    assert values["d_fake"] == pytest.approx(probability(energy_fake), rel=1e-5)
+    assert values["d_fake_next"] == pytest.approx(probability(energy_next), rel=1e-5)
+
+
+@pytest.mark.parametrize("overrides", [dict(), dict(pt_weight=0.1), dict(reg="roth"), dict(reg="r1"),
+                                       dict(feature_matching="add"), dict(model=preset("tiny", d_autoencoder=True,
+                                                                                       d_norm="virtual"))])
+def test_ebgan_gradients_reach_both_players(tmp_path, overrides):
+    cfg = config(tmp_path, noise="none", loss="ebgan", content="none", adv_weight=1.0,
+                 **{"model": preset("tiny", d_autoencoder=True), **overrides})
+    nets = nets_for(cfg)
+    if cfg.model.d_norm == "virtual":
+        nets.discriminator.reference.set(torch.rand(cfg.model.d_reference_size, 3, 16, 16))
+    before = [[p.detach().clone() for p in module.parameters()] for module in (nets.generator, nets.discriminator)]
+    values = [gan_step(nets, batches(seed=t), t, cfg, null) for t in range(2)]
+    assert all(__import__("math").isfinite(v) for step in values for v in step.values())
+    for old, module in zip(before, (nets.generator, nets.discriminator)):
+        assert any(not torch.equal(p, q) for p, q in zip(old, module.parameters()))
+    if cfg.reg != "none":
+        assert values[0]["omega"] > 0
+
+
+def test_pulling_away_term_changes_the_generator_update(tmp_path):
+    updated = []
+    for pt_weight in (0.0, 1.0):
+        cfg = config(tmp_path, noise="none", loss="ebgan", pt_weight=pt_weight, model=preset("tiny", d_autoencoder=True))
+        nets = nets_for(cfg)
+        gan_step(nets, batches(), 0, cfg, null)
+        updated.append(torch.cat([p.detach().flatten() for p in nets.generator.parameters()]))
+    assert not torch.equal(*updated)
+
+
+def test_virtual_batch_norm_trains_the_discriminator(tmp_path):
+    cfg = config(tmp_path, noise="constant", model=preset("tiny", d_norm="virtual", d_reference_size=2))
+    nets = nets_for(cfg)
+    nets.discriminator.reference.set(torch.rand(2, 3, 16, 16))
+    reference = nets.discriminator.reference.batch.clone()
+    before = [p.detach().clone() for p in nets.discriminator.parameters()]
+    values = gan_step(nets, batches(), 0, cfg, null)
+    assert all(__import__("math").isfinite(v) for v in values.values())
+    assert any(not torch.equal(p, q) for p, q in zip(before, nets.discriminator.parameters()))
+    assert torch.equal(nets.discriminator.reference.batch, reference)  # fixed: not trained, not renoised
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(loss="ebgan"), "--loss ebgan and the auto-encoder discriminator"),
+    (dict(model=preset("tiny", d_autoencoder=True)), "--loss ebgan and the auto-encoder discriminator"),
+    (dict(loss="ebgan", model=preset("tiny", d_autoencoder=True), patch_size=20),
+     "--loss ebgan needs a --patch-size that is a multiple of 8 .*got 20"),
+    (dict(loss="ebgan", model=preset("tiny", d_autoencoder=True), ebgan_margin=0.0), "--ebgan-margin must be > 0"),
+    (dict(loss="ebgan", model=preset("tiny", d_autoencoder=True), ebgan_margin=-1.0), "--ebgan-margin must be a number >= 0"),
+    (dict(pt_weight=0.1), "--pt-weight .* has no effect with --loss non-saturating"),
+    (dict(loss="ebgan", model=preset("tiny", d_autoencoder=True), label_smoothing=True), "needs a loss with a real target"),
+])
+def test_invalid_ebgan_config(tmp_path, overrides, message):
+    with pytest.raises(UserError, match=message):
+        config(tmp_path, **overrides)
