@@ -157,7 +157,13 @@ class ToyDiscriminator(nn.Module):
     def __init__(self, width: int, spectral: bool, minibatch_kernels: int, minibatch_dim: int = 8,
                  norm: str = "none", reference_size: int = 1) -> None:
         super().__init__()
-        self.body = nn.Sequential(*hidden_layers(2, width, 3, norm, reference_size))
+        # mlp()'s layers up to its last hidden ReLU (its output layer is built and dropped, so
+        # the initialisation, and with it every earlier toy run, stays as it was), normalised.
+        layers: list[nn.Module] = []
+        for layer in mlp(2, width, width)[:-1]:
+            normalised = isinstance(layer, nn.Linear)
+            layers += [layer, *(norm_layers(norm, width, reference_size, dense=True) if normalised else [])]
+        self.body = nn.Sequential(*layers)
         self.reference = ReferenceBatch(reference_size) if norm == "virtual" else None
         self.minibatch = (MinibatchDiscrimination(width, minibatch_kernels, minibatch_dim)
                           if minibatch_kernels else None)
