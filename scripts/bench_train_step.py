@@ -4,11 +4,16 @@
    same two networks: G forward/backward through D, D forward/backward on
    real and (reused, detached) fake - the BasicSR SRGAN step with nothing else.
 2. The discriminator update with the Roth regulariser (double backward)
-   against without it, eager (every step) and lazy (every 4th, scaled by 4).
+   against without it, eager (every step) and lazy (every 4th, scaled by 4),
+   on the whole batch and on a share of it (--reg-share, a forward of its own).
 3. `gan_step` with the generator's affine projection (--projection affine)
    against without it, the same weights.
+4. Virtual batch norm in D (--d-norm virtual: the reference batch of
+   --vbn-reference patches goes through D with every batch) against batch
+   norm, D step and `gan_step`; and `gan_step` with EBGAN's auto-encoder D.
 
-Variants are interleaved and the median of the repeats is reported.
+Variants are interleaved and the median of the repeats is reported. --profile
+prints torch.profiler's table of the Roth D step instead (whole batch, then share).
 
     .venv/bin/python scripts/bench_train_step.py --preset srresnet --batch-size 16 --repeats 5
 """
@@ -25,7 +30,7 @@ import torch.nn.functional as F
 
 from srgan_noise.config import preset
 from srgan_noise.losses import d_loss_bce, g_loss_non_saturating
-from srgan_noise.regularisers import add_instance_noise, roth_omega
+from srgan_noise.regularisers import add_instance_noise, d_penalty_on_share, roth_omega
 from srgan_noise.train import Nets, TrainConfig, build_nets, gan_step
 
 
@@ -43,18 +48,34 @@ def bare_step(nets: Nets, lr: torch.Tensor, hr: torch.Tensor, adv_weight: float)
     nets.opt_d.step()
 
 
-def d_step(nets: Nets, hr: torch.Tensor, fake: torch.Tensor, gamma: float) -> None:
-    """The D update of gan_step, on its own (sigma 0.1 noise, as by default)."""
+def d_step(nets: Nets, hr: torch.Tensor, fake: torch.Tensor, gamma: float, share: float = 1.0) -> None:
+    """The D update of gan_step, on its own (sigma 0.1 noise, as by default); the
+    Roth term on the whole batch (share 1) or on a share of it."""
     x_real, x_fake = add_instance_noise(hr, 0.1), add_instance_noise(fake, 0.1)
-    if gamma:
+    whole_batch = gamma and share == 1
+    if whole_batch:
         x_real, x_fake = x_real.requires_grad_(True), x_fake.requires_grad_(True)
     logits_real, logits_fake = nets.discriminator(x_real), nets.discriminator(x_fake)
     loss = d_loss_bce(logits_real, logits_fake)
-    if gamma:
+    if whole_batch:
         loss = loss + gamma / 2 * roth_omega(logits_real, x_real, logits_fake, x_fake)
+    elif gamma:
+        loss = loss + gamma / 2 * d_penalty_on_share("roth", nets.discriminator, x_real, x_fake, share)
     nets.opt_d.zero_grad(set_to_none=True)
     loss.backward()
     nets.opt_d.step()
+
+
+def profile_roth(nets: Nets, hr: torch.Tensor, fake: torch.Tensor, share: float) -> None:
+    """torch.profiler's table (self CPU time) of one D step with the Roth term, whole batch and share."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for name, step_share in (("whole batch", 1.0), (f"share {share:g}", share)):
+        d_step(nets, hr, fake, 2.0, step_share)  # warm-up
+        with profile(activities=[ProfilerActivity.CPU]) as profiler:
+            d_step(nets, hr, fake, 2.0, step_share)
+        print(f"D step + Roth, {name}:")
+        print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
 
 
 def timed(function) -> float:
@@ -72,6 +93,9 @@ def main() -> None:
     parser.add_argument("--patch-size", type=int, default=96)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--vbn-reference", type=int, default=8, help="reference batch of the virtual batch norm variants")
+    parser.add_argument("--share", type=float, default=0.25, help="--reg-share of the share variants")
+    parser.add_argument("--profile", action="store_true", help="profile the Roth D step instead")
     args = parser.parse_args()
 
     device = torch.device(args.device)
@@ -81,17 +105,31 @@ def main() -> None:
     projected_config = dataclasses.replace(config, model=dataclasses.replace(config.model, projection="affine"))
     projected = build_nets(projected_config.model, projected_config, device)
     projected.generator.load_state_dict(nets.generator.state_dict())
+    virtual_config = dataclasses.replace(config, model=dataclasses.replace(
+        config.model, d_norm="virtual", d_reference_size=args.vbn_reference))
+    virtual = build_nets(virtual_config.model, virtual_config, device)
+    ebgan_config = dataclasses.replace(config, loss="ebgan", model=dataclasses.replace(config.model, d_autoencoder=True))
+    ebgan = build_nets(ebgan_config.model, ebgan_config, device)
+    for other in (virtual, ebgan):
+        other.generator.load_state_dict(nets.generator.state_dict())
     scale = config.model.scale
     hr = torch.rand(args.batch_size, 3, args.patch_size, args.patch_size, device=device)
     lr = F.interpolate(hr, scale_factor=1 / scale, mode="bicubic", antialias=True)
     hr, lr = (x.contiguous(memory_format=torch.channels_last) for x in (hr, lr))
     with torch.no_grad():
         fake = nets.generator(lr)
+    reference = torch.rand(args.vbn_reference, 3, args.patch_size, args.patch_size, device=device)
+    virtual.discriminator.reference.set(reference.contiguous(memory_format=torch.channels_last))
 
     def autocast():
         return torch.autocast(device.type, enabled=False)
 
+    if args.profile:
+        profile_roth(nets, hr, fake, args.share)
+        return
     lazy = dataclasses.replace(config, reg="roth", reg_every=4)
+    lazy_share = dataclasses.replace(lazy, reg_share=args.share)
+    share = args.share
     variants = {
         "bare G+D forward/backward": lambda: bare_step(nets, lr, hr, config.adv_weight),
         "gan_step (noise, monitored)": lambda: gan_step(nets, [(lr, hr)], 0, config, autocast),
@@ -99,9 +137,17 @@ def main() -> None:
         "D step + Roth": lambda: d_step(nets, hr, fake, 2.0),
         "D step + Roth lazy k=4 (4 steps)": lambda: [d_step(nets, hr, fake, 2.0 * 4 if k == 0 else 0.0)
                                                      for k in range(4)],
+        "D step + Roth on a share": lambda: d_step(nets, hr, fake, 2.0, share),
+        "D step + Roth on a share, k=4 (4 steps)": lambda: [d_step(nets, hr, fake, 2.0 * 4 if k == 0 else 0.0, share)
+                                                            for k in range(4)],
         "gan_step + Roth lazy k=4 (4 steps)": lambda: [gan_step(nets, [(lr, hr)], t, lazy, autocast)
                                                        for t in range(4)],
+        "gan_step + Roth share, k=4 (4 steps)": lambda: [gan_step(nets, [(lr, hr)], t, lazy_share, autocast)
+                                                         for t in range(4)],
         "gan_step, affine projection": lambda: gan_step(projected, [(lr, hr)], 0, projected_config, autocast),
+        "D step, virtual batch norm": lambda: d_step(virtual, hr, fake, 0.0),
+        "gan_step, virtual batch norm": lambda: gan_step(virtual, [(lr, hr)], 0, virtual_config, autocast),
+        "gan_step, ebgan (auto-encoder D)": lambda: gan_step(ebgan, [(lr, hr)], 0, ebgan_config, autocast),
     }
     for function in variants.values():  # warm-up
         function()
@@ -114,15 +160,25 @@ def main() -> None:
     print(f"device {device}, preset {args.preset}, batch {args.batch_size}, patch {args.patch_size}, "
           f"threads {torch.get_num_threads()}, median of {args.repeats}")
     for name, value in median.items():
-        print(f"  {name:38s} {value * 1000:9.1f} ms")
+        print(f"  {name:42s} {value * 1000:9.1f} ms")
     gan_ratio = median["gan_step (noise, monitored)"] / median["bare G+D forward/backward"]
     roth_ratio = median["D step + Roth"] / median["D step"]
     lazy_ratio = median["D step + Roth lazy k=4 (4 steps)"] / (4 * median["D step"])
     print(f"gan_step / bare step:                 {gan_ratio:.3f}x  (goal <= 1.10)")
     print(f"D step with Roth / without:           {roth_ratio:.3f}x  (goal <= 2.0)")
     print(f"D step with Roth lazy k=4 / without:  {lazy_ratio:.3f}x  (goal <= 1.3)")
+    share_ratio = median["D step + Roth on a share"] / median["D step"]
+    share_lazy_ratio = median["D step + Roth on a share, k=4 (4 steps)"] / (4 * median["D step"])
+    print(f"D step with Roth on {share:g} of the batch / without:         {share_ratio:.3f}x  (goal <= 2.0)")
+    print(f"D step with Roth on {share:g} of the batch, k=4 / without:    {share_lazy_ratio:.3f}x  (goal <= 1.3)")
     projection_ratio = median["gan_step, affine projection"] / median["gan_step (noise, monitored)"]
     print(f"gan_step with affine projection / without: {projection_ratio:.3f}x  (goal <= 1.10)")
+    print(f"D step, virtual batch norm (reference {args.vbn_reference}) / batch norm: "
+          f"{median['D step, virtual batch norm'] / median['D step']:.3f}x")
+    print(f"gan_step, virtual batch norm / batch norm: "
+          f"{median['gan_step, virtual batch norm'] / median['gan_step (noise, monitored)']:.3f}x")
+    print(f"gan_step, ebgan / non-saturating with Ledig's D: "
+          f"{median['gan_step, ebgan (auto-encoder D)'] / median['gan_step (noise, monitored)']:.3f}x")
 
 
 if __name__ == "__main__":

@@ -95,6 +95,7 @@ def train(
     gamma0: Annotated[Optional[float], typer.Option(help="Roth gamma at step 0, a noise variance [default: 2.0].")] = None,
     gamma_schedule: Annotated[Optional[str], typer.Option(help="annealed (gamma0*0.01^(t/T)) | constant [default: annealed].")] = None,
     reg_every: Annotated[Optional[int], typer.Option(help="Apply the regulariser every k-th D step, scaled by k [default: 1].")] = None,
+    reg_share: Annotated[Optional[float], typer.Option(help="Compute the regulariser on this share of each batch (its first round(share x batch) real and fake patches), in a forward of its own: about that share of its cost; with D's batch norm each term sees the share as its batch (README 'Cost') [default: 1, the whole batch].")] = None,
     label_smoothing: Annotated[bool, typer.Option("--label-smoothing", help="One-sided: real target 0.9.")] = False,
     loss: Annotated[str, typer.Option(help="non-saturating | saturating (log(1-D)) | lsgan | hinge | wgan (clipping, RMSProp) | wgan-gp | ebgan (D an auto-encoder whose energy is its reconstruction error; monitored as sigmoid(4 (1 - 2 energy/margin))).")] = "non-saturating",
     clip: Annotated[Optional[float], typer.Option(help="wgan: clip D weights to [-c, c] [default: 0.01].")] = None,
@@ -160,7 +161,8 @@ def train(
         if noise == "none":
             _reject_unused("with --noise none", sigma0=sigma0, noise_steps=noise_steps)
         if reg == "none":
-            _reject_unused("with --reg none", gamma0=gamma0, gamma_schedule=gamma_schedule, reg_every=reg_every)
+            _reject_unused("with --reg none", gamma0=gamma0, gamma_schedule=gamma_schedule, reg_every=reg_every,
+                           reg_share=reg_share)
         if loss != "wgan":
             _reject_unused("without --loss wgan", clip=clip)
         if loss != "wgan-gp":
@@ -178,6 +180,7 @@ def train(
             d_autoencoder=loss == "ebgan", **({"d_reference_size": vbn_reference} if vbn_reference is not None else {}))
         # Options left unset (None) take TrainConfig's defaults, the one place they live.
         unset_or_given = dict(sigma0=sigma0, gamma0=gamma0, gamma_schedule=gamma_schedule, reg_every=reg_every,
+                              reg_share=reg_share,
                               clip=clip, gp_weight=gp_weight, ebgan_margin=ebgan_margin, pt_weight=pt_weight,
                               steps=steps, pretrain_steps=pretrain_steps)
         config = TrainConfig(

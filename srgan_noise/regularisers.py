@@ -5,6 +5,8 @@ requires_grad and a graph (so the result can be back-propagated into D)."""
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import autograd
 
@@ -73,6 +75,34 @@ def d_penalty(
     if kind == "r2":
         return r1_penalty(logits_fake, x_fake)
     raise ValueError(f"unknown regulariser {kind!r}")
+
+
+def share_size(batch: int, share: float) -> int:
+    """How many of a batch's examples a penalty on `share` of it uses: round(share x batch), at least one."""
+    return max(1, round(share * batch))
+
+
+def d_penalty_on_share(kind: str, logits_of: Callable[[torch.Tensor], torch.Tensor], x_real: torch.Tensor,
+                       x_fake: torch.Tensor, share: float) -> torch.Tensor:
+    """The penalty P of regulariser `kind` (roth | r1 | r2) on the first share_size(B, share)
+    real and fake examples of (B, ...) batches, from a forward of their own through
+    `logits_of` (D's logits), at about `share` of the cost of P on the whole batch.
+
+    P is a mean of per-example terms, and the batch is a random draw, so when an
+    example's logit depends on that example alone (D without batch norm, with virtual
+    batch norm, or in eval mode) this is an unbiased estimate of P on the whole batch:
+    the mean of the estimates over all subsets of that size is P (tested). Train-mode
+    batch norm couples the examples: the forward here normalises the share with its own
+    statistics, so each term is that of the same D seeing a batch of share_size(B, share)
+    examples (and BN's running statistics take one more update); so does minibatch
+    discrimination."""
+    size = share_size(x_real.shape[0], share)
+    x_real, x_fake = (x[:size].detach().requires_grad_(True) for x in (x_real, x_fake))
+    if kind == "r1":  # one side only: no forward of the other
+        return r1_penalty(logits_of(x_real), x_real)
+    if kind == "r2":
+        return r1_penalty(logits_of(x_fake), x_fake)
+    return d_penalty(kind, logits_of(x_real), x_real, logits_of(x_fake), x_fake)
 
 
 def d_extra_loss(config, discriminator, x_real: torch.Tensor, x_fake: torch.Tensor,

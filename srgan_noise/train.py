@@ -34,7 +34,8 @@ from srgan_noise.metrics import y_metrics
 from srgan_noise.monitor import MetricsLog, WindowMeans, first_non_finite
 from srgan_noise.perceptual import MISSING_WEIGHTS, load_vgg_loss
 from srgan_noise.realism import high_band_ratio
-from srgan_noise.regularisers import HistoricalAverage, add_instance_noise, after_d_update, d_extra_loss, d_penalty
+from srgan_noise.regularisers import (HistoricalAverage, add_instance_noise, after_d_update, d_extra_loss, d_penalty,
+                                      d_penalty_on_share)
 from srgan_noise.schedules import noise_sigma, reg_gamma
 from srgan_noise.weights import load_generator, save_generator
 
@@ -62,6 +63,9 @@ class TrainConfig:
     gamma_schedule: str = "annealed"  # annealed | constant
     gamma_steps: int | None = None  # annealing horizon; None: the GAN steps
     reg_every: int = 1  # lazy regularisation: every k-th D step, scaled by k
+    # The share of each batch the penalty is computed on, from a forward of its own
+    # (regularisers.d_penalty_on_share); 1: the whole batch, on the D loss's own forward.
+    reg_share: float = 1.0
     label_smoothing: bool = False  # one-sided: real target 0.9
     loss: str = "non-saturating"  # one of losses.LOSSES
     clip: float = 0.01  # wgan: D weights clipped to [-clip, clip] after each update
@@ -118,6 +122,8 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise UserError(f"--{name.replace('_', '-')} must be a number >= 0, got {value}")
+        if not isinstance(self.reg_share, (int, float)) or not 0 < self.reg_share <= 1:
+            raise UserError(f"--reg-share must be a number in (0, 1], got {self.reg_share}")
         if self.label_smoothing and self.loss not in ("non-saturating", "saturating", "lsgan"):
             raise UserError(f"--label-smoothing needs a loss with a real target, not --loss {self.loss}")
         if (self.content == "vgg") != (self.vgg_weights is not None):
@@ -207,6 +213,14 @@ def pretrain_step(nets: Nets, batch: Batch, autocast: Callable[[], ContextManage
     return {"loss_content": loss.item(), "loss_pixel": loss.item()}
 
 
+def d_logits(discriminator: torch.nn.Module, x: torch.Tensor, config: TrainConfig,
+             autocast: Callable[[], ContextManager]) -> torch.Tensor:
+    """D's logits phi(x) (B,), float32, which the regularisers act on: EBGAN's energies mapped to logits."""
+    with autocast():
+        outputs = discriminator(x).float()
+    return as_logits(config.loss, outputs, config.ebgan_margin)
+
+
 def gan_step(
     nets: Nets, batches: list[Batch], t: int, config: TrainConfig, autocast: Callable[[], ContextManager]
 ) -> dict[str, float]:
@@ -257,7 +271,9 @@ def gan_step(
         x_fake = add_instance_noise(fake.float(), sigma)
         # Lazy regularisation: every reg_every-th D step, scaled up to keep its mean.
         regularise = gamma > 0 and (t * config.d_steps + k) % config.reg_every == 0
-        if regularise:
+        # On the whole batch the penalty reuses the loss's forward; on a share of it, a forward of its own.
+        whole_batch = regularise and config.reg_share == 1
+        if whole_batch:
             x_real, x_fake = x_real.detach().requires_grad_(True), x_fake.detach().requires_grad_(True)
         with autocast():
             outputs_real = discriminator(x_real).float()
@@ -266,8 +282,13 @@ def gan_step(
         # The regularisers act on, and the monitor shows sigmoid of, logits: EBGAN's energies mapped to them.
         logits_real = as_logits(config.loss, outputs_real, config.ebgan_margin)
         logits_fake = as_logits(config.loss, outputs_fake, config.ebgan_margin)
-        penalty = (d_penalty(config.reg, logits_real, x_real, logits_fake, x_fake) if regularise
-                   else loss_d.new_zeros(()))
+        if whole_batch:
+            penalty = d_penalty(config.reg, logits_real, x_real, logits_fake, x_fake)
+        elif regularise:  # unbiased when D's logits are per example; see d_penalty_on_share on batch norm
+            penalty = d_penalty_on_share(config.reg, lambda x: d_logits(discriminator, x, config, autocast),
+                                         x_real, x_fake, config.reg_share)
+        else:
+            penalty = loss_d.new_zeros(())
         with autocast():  # WGAN-GP's penalty and historical averaging, when on
             extra = d_extra_loss(config, discriminator, x_real, x_fake, nets.history_d)
         loss_d_total = loss_d + config.reg_every * gamma / 2 * penalty + extra

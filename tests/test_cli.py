@@ -50,6 +50,8 @@ def test_train_writes_run_and_plot(tmp_path, image_folder):
     (lambda d, t: ["--data", d, "--patch-size", "64"], r"patch size 64 is larger than every image"),
     (lambda d, t: ["--data", d, "--noise", "none", "--sigma0", "0.2"], r"--sigma0 has no effect with --noise none"),
     (lambda d, t: ["--data", d, "--gamma0", "1"], r"--gamma0 has no effect with --reg none"),
+    (lambda d, t: ["--data", d, "--reg-share", "0.25"], r"--reg-share has no effect with --reg none"),
+    (lambda d, t: ["--data", d, "--preset", "fast", "--no-image-skip"], r"subpixel generator .* needs the image skip"),
     (lambda d, t: ["--data", d, "--loss", "hinge", "--label-smoothing"], r"needs a loss with a real target"),
     (lambda d, t: ["--data", d, "--scale", "3"], r"scale must be 2, 4 or 8"),
     (lambda d, t: ["--data", d, "--projection", "cubic"], r"projection must be one of none, affine"),

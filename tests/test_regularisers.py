@@ -1,7 +1,11 @@
+import itertools
+
+import pytest
 import torch
 from torch import nn
 
-from srgan_noise.regularisers import add_instance_noise, input_gradient_sq_norms, roth_omega
+from srgan_noise.regularisers import (add_instance_noise, d_penalty, d_penalty_on_share, input_gradient_sq_norms,
+                                      roth_omega, share_size)
 
 
 class Linear(nn.Module):
@@ -80,6 +84,53 @@ def test_omega_gradcheck_wrt_discriminator_parameters():
 
     a = torch.randn(4, 4, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(omega_of, (a,))
+
+
+class SmallConv(nn.Module):
+    """A conv net's logit per example (B, 3, H, W) -> (B,), float64; with batch norm
+    optional (train-mode BN couples the examples of a batch, eval mode does not)."""
+
+    def __init__(self, batch_norm=False):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4) if batch_norm else nn.Identity(),
+                                 nn.LeakyReLU(0.2), nn.Conv2d(4, 1, 3, stride=2, padding=1)).double()
+        if batch_norm:
+            with torch.no_grad():
+                self.net[1].running_mean.uniform_(-0.5, 0.5)
+                self.net[1].running_var.uniform_(0.5, 2.0)
+
+    def forward(self, x):
+        return self.net(x).flatten(1).mean(1) + 4 * self.net(x).flatten(1).pow(2).mean(1)
+
+
+@pytest.mark.parametrize("kind", ["roth", "r1", "r2"])
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_penalty_on_a_share_is_unbiased_over_subsets(kind, batch_norm):
+    """For a D whose logit is per example (no BN, or BN in eval mode), the mean over every
+    subset of two of a batch of four of the penalty on that share, from its own forward,
+    and of its gradient in D's weights, is the penalty on the whole batch and its gradient."""
+    torch.manual_seed(0)
+    discriminator = SmallConv(batch_norm).eval()
+    weights = list(discriminator.parameters())
+    x_real = torch.rand(4, 3, 6, 6, dtype=torch.float64)
+    x_fake = torch.rand(4, 3, 6, 6, dtype=torch.float64)
+    estimates, gradients = [], []
+    for subset in itertools.combinations(range(4), 2):
+        order = list(subset) + [i for i in range(4) if i not in subset]  # the share is the first two
+        estimate = d_penalty_on_share(kind, discriminator, x_real[order], x_fake[order], share=0.5)
+        estimates.append(estimate.detach())
+        gradients.append(torch.autograd.grad(estimate, weights))
+    x_real.requires_grad_(True), x_fake.requires_grad_(True)
+    whole = d_penalty(kind, discriminator(x_real), x_real, discriminator(x_fake), x_fake)
+    torch.testing.assert_close(torch.stack(estimates).mean(), whole.detach())
+    for i, gradient in enumerate(torch.autograd.grad(whole, weights)):
+        torch.testing.assert_close(torch.stack([g[i] for g in gradients]).mean(0), gradient)
+    assert torch.stack(estimates).std() > 1e-3 * whole.abs()  # the subsets' estimates differ: a real average
+
+
+@pytest.mark.parametrize("batch, share, size", [(16, 0.25, 4), (16, 1.0, 16), (3, 0.25, 1), (6, 0.25, 2), (5, 0.01, 1)])
+def test_share_size(batch, share, size):
+    assert share_size(batch, share) == size
 
 
 def test_instance_noise_statistics():

@@ -1,3 +1,4 @@
+import copy
 import dataclasses
 import json
 
@@ -8,6 +9,7 @@ from srgan_noise.checkpoint import load_checkpoint
 from srgan_noise.config import preset
 from srgan_noise.errors import UserError
 from srgan_noise.monitor import read_metrics
+from srgan_noise.regularisers import roth_omega
 from srgan_noise.train import TrainConfig, build_nets, gan_step, train
 from srgan_noise.weights import load_generator
 
@@ -108,6 +110,23 @@ def test_lazy_regularisation_scaled_by_k(tmp_path):
         torch.testing.assert_close(p0, p1)
 
 
+def test_penalty_on_a_share_of_the_batch(tmp_path):
+    """reg_share 0.5 of a batch of 4: the penalty has a forward of its own on the first two real
+    and fake patches the D loss saw, and omega is the Roth term of D_t there."""
+    cfg = config(tmp_path, noise="none", reg="roth", reg_share=0.5, batch_size=4)
+    nets = nets_for(cfg)
+    discriminator_t = copy.deepcopy(nets.discriminator)
+    spy = Spy(nets.discriminator)
+    g = torch.Generator().manual_seed(0)
+    data = [(torch.rand(4, 3, 4, 4, generator=g), torch.rand(4, 3, 16, 16, generator=g))]
+    values = gan_step(dataclasses.replace(nets, discriminator=spy), data, 0, cfg, null)
+    _, real, fake, real_share, fake_share = spy.inputs  # G's call, the D loss's two, the penalty's two
+    assert torch.equal(real_share, real[:2]) and torch.equal(fake_share, fake[:2])
+    x_real, x_fake = real[:2].requires_grad_(True), fake[:2].requires_grad_(True)
+    omega = roth_omega(discriminator_t(x_real), x_real, discriminator_t(x_fake), x_fake)
+    assert values["omega"] == pytest.approx(omega.item(), rel=1e-5)
+
+
 def test_d_fake_next_is_old_d_on_new_generator(tmp_path):
     """D_t(G_{t+1}) equals D_t (before its update) on the updated generator's fakes."""
     cfg = config(tmp_path, noise="none", model=preset("tiny", d_norm="none"))
@@ -205,6 +224,8 @@ def test_refuses_to_overwrite_a_run(tmp_path, image_folder):
     (dict(patch_size=18), "not a multiple of the scale"),
     (dict(steps=0, pretrain_steps=0), "not both 0"),
     (dict(reg_every=0), "--reg-every must be at least 1"),
+    (dict(reg="roth", reg_share=0), r"--reg-share must be a number in \(0, 1\]"),
+    (dict(reg="roth", reg_share=1.5), r"--reg-share must be a number in \(0, 1\]"),
 ])
 def test_invalid_config(tmp_path, overrides, message):
     with pytest.raises(UserError, match=message):
