@@ -60,10 +60,13 @@ class VirtualBatchNorm(nn.Module):
         new = 1 / (n + 1)
         mean = new * own_mean + (1 - new) * reference_mean
         var = new * own_var + (1 - new) * reference_var + new * (1 - new) * (own_mean - reference_mean).pow(2)
-        normalised = torch.cat([(reference - reference_mean) * torch.rsqrt(reference_var + self.eps),
-                                (examples - mean) * torch.rsqrt(var + self.eps)])
+        # A scale and shift per row and channel, then one pass over x (not a pass per operation).
+        row_means = torch.cat([reference_mean.expand(n, *reference_mean.shape[1:]), mean])
+        row_vars = torch.cat([reference_var.expand(n, *reference_var.shape[1:]), var])
         shape = (1, -1) + (1,) * len(positions)
-        return (normalised * self.weight.view(shape) + self.bias.view(shape)).to(x.dtype)
+        scale = torch.rsqrt(row_vars + self.eps) * self.weight.view(shape)
+        shift = self.bias.view(shape) - row_means * scale
+        return torch.addcmul(shift, h, scale).to(x.dtype)
 
 
 class ReferenceBatch(nn.Module):
