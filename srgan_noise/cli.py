@@ -21,7 +21,7 @@ console = Console(stderr=True)
 
 Device = Annotated[str, typer.Option(help="auto | cpu | cuda")]
 Seed = Annotated[int, typer.Option(help="Seed for weights, data order and noise.")]
-Model = Annotated[str, typer.Option(help="Shipped weights to use when --weights is not given: real (trained on realistic degradations, for photos) | gan (sharper) | psnr (MSE-trained); gan and psnr are trained on the bicubic benchmark protocol.")]
+Model = Annotated[str, typer.Option(help="Shipped weights to use when --weights is not given: real (trained on realistic degradations, for photos) | gan (sharper) | psnr (MSE-trained) | fast (the fast preset, about 20x quicker on a CPU); gan and psnr are trained on the bicubic benchmark protocol.")]
 
 
 def _version(value: bool) -> None:
@@ -83,11 +83,11 @@ def train(
     out: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/<time>-<preset>-x<scale>).")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder (its saved config is used).")] = None,
     scale: Annotated[int, typer.Option(help="2, 4 or 8.")] = 4,
-    preset: Annotated[str, typer.Option(help="tiny | small | srresnet (16 blocks x 64).")] = "small",
+    preset: Annotated[str, typer.Option(help="tiny | small | srresnet (16 blocks x 64) | fast (a sub-pixel network on the LR grid, for CPU speed).")] = "small",
     no_batch_norm: Annotated[bool, typer.Option("--no-batch-norm", help="Generator without BN.")] = False,
     image_skip: Annotated[bool, typer.Option(help="Add the bicubic-upsampled input to G's output (off: Ledig's original).")] = True,
     projection: Annotated[str, typer.Option(help="none | affine: project G's output onto the images whose bicubic downscaling is exactly the input (Sonderby et al. 2016); saved with the weights, so upscale and eval apply it.")] = "none",
-    degradation: Annotated[str, typer.Option(help="How LR training patches are made: bicubic (antialiased, the SR benchmark protocol) | realistic (a random chain per patch: blur, one of six downscalers, Gaussian/Poisson noise, JPEG 30-95; README 'Real photos'). Validation stays bicubic.")] = "bicubic",
+    degradation: Annotated[str, typer.Option(help="How LR training patches are made: bicubic (antialiased, the SR benchmark protocol) | bicubic-mixed (per patch, half antialiased, half OpenCV's INTER_CUBIC without antialiasing) | realistic (a random chain per patch: blur, one of six downscalers, Gaussian/Poisson noise, JPEG 30-95; README 'Real photos'). Validation stays bicubic.")] = "bicubic",
     noise: Annotated[str, typer.Option(help="Instance noise: none | constant | linear (sigma0 -> 0).")] = "linear",
     sigma0: Annotated[Optional[float], typer.Option(help="Noise std in [0,1] intensity units [default: 0.1].")] = None,
     noise_steps: Annotated[Optional[int], typer.Option(help="Step where linear noise reaches 0 [default: --steps].")] = None,
@@ -119,6 +119,7 @@ def train(
     patch_size: Annotated[int, typer.Option(help="HR patch side (multiple of the scale).")] = 64,
     lr: Annotated[float, typer.Option(help="Adam learning rate, GAN phase.")] = 1e-4,
     pretrain_lr: Annotated[float, typer.Option(help="Adam learning rate, MSE phase.")] = 2e-4,
+    pretrain_lr_schedule: Annotated[str, typer.Option(help="constant | cosine (from --pretrain-lr down to 0 at the end of pre-training).")] = "constant",
     log_every: Annotated[int, typer.Option(help="Steps per monitoring window (validation at each).")] = 25,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints (multiple of --log-every).")] = 100,
     device: Device = "auto",
@@ -175,7 +176,7 @@ def train(
         if minibatch_discrimination < 0:
             raise UserError(f"--minibatch-discrimination must be >= 0 (0: off), got {minibatch_discrimination}")
         model = make_preset(
-            preset, scale=scale, batch_norm=not no_batch_norm, image_skip=image_skip, projection=projection,
+            preset, scale=scale, **({"batch_norm": False} if no_batch_norm else {}), image_skip=image_skip, projection=projection,
             d_norm=d_norm, d_spectral_norm=spectral_norm, d_minibatch_kernels=minibatch_discrimination,
             d_autoencoder=loss == "ebgan", **({"d_reference_size": vbn_reference} if vbn_reference is not None else {}))
         # Options left unset (None) take TrainConfig's defaults, the one place they live.
@@ -191,7 +192,8 @@ def train(
             vgg_weights=str(vgg_weights) if vgg_weights else None, adv_weight=adv_weight,
             init=str(init) if init else None, feature_matching=feature_matching,
             historical_averaging=historical_averaging, d_steps=d_steps,
-            batch_size=batch_size, patch_size=patch_size, lr=lr, pretrain_lr=pretrain_lr, log_every=log_every,
+            batch_size=batch_size, patch_size=patch_size, lr=lr, pretrain_lr=pretrain_lr,
+            pretrain_lr_schedule=pretrain_lr_schedule, log_every=log_every,
             checkpoint_every=checkpoint_every, device=device, amp=amp, sync_batch_norm=sync_batch_norm, seed=seed,
             progress=progress, **{name: value for name, value in unset_or_given.items() if value is not None},
         )
@@ -227,7 +229,7 @@ def upscale(
     inputs: Annotated[list[Path], typer.Argument(help="Image files, and folders of images (their non-image files are skipped with a note).", show_default=False)],
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help="A file for one input file, else a folder [default: NAME_x<scale>.EXT beside each input].")] = None,
     weights: Annotated[Optional[Path], typer.Option(help="Generator weights written by srgan train (RUN/generator.safetensors) [default: the shipped --model at --scale].")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Shipped weights when --weights is not given: real (trained on realistic degradations: blur, resizers, noise, JPEG; for photos) | gan (sharper) | psnr (MSE-trained); gan and psnr are trained on the bicubic benchmark protocol [default: real where shipped at the scale, else gan].")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Shipped weights when --weights is not given: real (trained on realistic degradations: blur, resizers, noise, JPEG; for photos) | gan (sharper) | psnr (MSE-trained) | fast (the fast preset, about 20x quicker on a CPU); gan and psnr are trained on the bicubic benchmark protocol [default: real where shipped at the scale, else gan].")] = None,
     scale: Annotated[Optional[int], typer.Option(help="The model's scale, 2 | 4 (| 8), choosing among the shipped weights [default: 4; with --outscale the smallest shipped scale >= it; with --weights the file's].")] = None,
     outscale: Annotated[Optional[float], typer.Option(help="Resize the model's output to round(OUTSCALE x the input size), Pillow bicubic (antialiased when shrinking); from 1 to twice the model's scale. Outputs are named NAME_x<OUTSCALE>.EXT.")] = None,
     tile: Annotated[int, typer.Option(help="LR pixels per tile side, context excluded.")] = 256,
@@ -301,6 +303,7 @@ def compare(
     content: Annotated[Optional[str], typer.Option(help="SR: G's content term in the GAN phase: mse | l1 | none (the adversarial term alone) [default: mse].")] = None,
     adv_weight: Annotated[Optional[float], typer.Option(help="SR: weight of the adversarial term [default: 1e-3].")] = None,
     critic_steps: Annotated[Optional[int], typer.Option(help="SR: train steps of the critic two-sample test of each run's final generator on the validation images (0: skip it) [default: 400, about 20 s a run].")] = None,
+    train: Annotated[bool, typer.Option(help="SR: --no-train tabulates and plots the runs in --out as far as they got, training nothing (a long sweep's progress).")] = True,
     device: Device = "auto",
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
@@ -317,7 +320,7 @@ def compare(
     config = CompareConfig(
         schedules=tuple(name.strip() for name in schedules.split(",") if name.strip()), seeds=seeds, out=str(out),
         toy=toy, steps=steps, data=tuple(str(folder) for folder in data) if data else None,
-        val=str(val) if val else None, device=device, progress=progress,
+        val=str(val) if val else None, train=train, device=device, progress=progress,
         **{name: value for name, value in given.items() if value is not None},
     )
     paths = run_compare(config)

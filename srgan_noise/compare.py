@@ -93,6 +93,9 @@ class CompareConfig:
     patch_size: int = 64
     log_every: int = 25
     critic_steps: int = CRITIC_STEPS  # SR: the critic test of each run's final generator (0: not run)
+    # SR: False tabulates and plots the runs in `out` as far as they got and trains nothing,
+    # to look at a sweep that takes several sessions while it is under way.
+    train: bool = True
     device: str = "auto"
     progress: bool = True
 
@@ -113,6 +116,8 @@ class CompareConfig:
             raise UserError("--pretrain-steps must be at least 1 (every schedule starts from the same pre-trained G)")
         if self.content not in ("mse", "l1", "none"):
             raise UserError(f"--content must be one of mse, l1, none, got {self.content!r}")
+        if self.toy is not None and not self.train:
+            raise UserError("--no-train is for the SR task (a toy compare takes minutes)")
         if self.toy is None and self.data is not None and self.val is None:
             raise UserError("--data needs --val: the table compares validation SSIM, MSE and PSNR")
 
@@ -175,45 +180,67 @@ def compare_sr(config: CompareConfig) -> list[Path]:
         checkpoint_every=config.log_every * math.ceil(100 / config.log_every), device=config.device,
         progress=config.progress,
     )
-    pretrained = []
+    pretrained: list[Path | None] = []
     for seed in range(config.seeds):
-        folder = out / f"pretrain-seed{seed}"
-        pretrained.append(run_or_reuse(dataclasses.replace(base, out=str(folder), seed=seed, steps=0)))
+        pretrain_config = dataclasses.replace(base, out=str(out / f"pretrain-seed{seed}"), seed=seed, steps=0)
+        pretrained.append(run_or_reuse(pretrain_config) if config.train else existing_run(pretrain_config))
+    if not any(pretrained):
+        raise UserError(f"{out}: no runs with these settings yet; run the command without --no-train first")
     runs: dict[str, list[list[dict[str, Any]]]] = {}
     for name in config.schedules:
         runs[name] = []
         for seed in range(config.seeds):
             folder = out / f"{run_name(name)}-seed{seed}"
             run_config = dataclasses.replace(schedule_config(base, name), out=str(folder), seed=seed)
+            if not config.train:
+                run = existing_run(run_config)
+                if run is not None and any(r.get("phase") == "gan" for r in read_metrics(run)):
+                    runs[name].append(with_critic(run, run_config, config.critic_steps))
+                continue
             if not (Path(run_config.out) / CHECKPOINT_NAME).exists():
                 start_from(pretrained[seed], run_config)
             run = run_or_reuse(run_config)
             runs[name].append(with_critic(run, run_config, config.critic_steps))
-    rows = [{"schedule": "mse-pretrain", "seeds": config.seeds,
-             **summarise([with_critic(run, base, config.critic_steps) for run in pretrained],
-                         pretrain_figures)}]
-    rows += [{"schedule": name, "seeds": config.seeds, **summarise(records, sr_figures)}
+    runs = {name: records for name, records in runs.items() if records}
+    done = [run for run in pretrained if run is not None]
+    rows = [{"schedule": "mse-pretrain", "seeds": len(done),
+             **summarise([with_critic(run, base, config.critic_steps) for run in done], pretrain_figures)}]
+    rows += [{"schedule": name + unfinished(records, config), "seeds": len(records), **summarise(records, sr_figures)}
              for name, records in runs.items()]
     tables = write_tables(rows, SR_COLUMNS, out / "compare", sr_notes(config))
     return [*tables, plot_sr(runs, out / "compare.png")]
 
 
+def unfinished(runs: list[list[dict[str, Any]]], config: CompareConfig) -> str:
+    """' (N of M GAN steps)' for a schedule whose shortest run has not reached the end, else ''."""
+    reached = min(gan_records(records)[-1]["step"] for records in runs) - config.pretrain_steps
+    return "" if reached >= config.gan_steps else f" ({reached} of {config.gan_steps} GAN steps)"
+
+
 def run_or_reuse(config: TrainConfig) -> Path:
     """Train config.out to its last step: reuse it when its metrics already
     reach that step, continue it from its checkpoint otherwise."""
+    run = existing_run(config)
+    if run is None:
+        (Path(config.out) / METRICS_NAME).unlink(missing_ok=True)  # records of a run killed before its first checkpoint
+        return train(config)
+    records = read_metrics(run)
+    if records and records[-1]["step"] >= config.total_steps:
+        return run
+    return train(config, resume=True)
+
+
+def existing_run(config: TrainConfig) -> Path | None:
+    """config.out if it holds a checkpoint of a run with config's settings; None if no checkpoint."""
     run = Path(config.out)
     if not (run / CHECKPOINT_NAME).exists():
-        (run / METRICS_NAME).unlink(missing_ok=True)  # records of a run killed before its first checkpoint
-        return train(config)
+        return None
     saved = saved_settings(load_checkpoint(run)["config"])
     wanted = config.to_dict()
     differing = sorted(key for key in wanted if key not in UNCOMPARED and saved.get(key) != wanted[key])
     if differing:
         raise UserError(f"{run}: holds a run with other settings ({', '.join(differing)}); use another --out")
-    records = read_metrics(run)
-    if records and records[-1]["step"] >= config.total_steps:
-        return run
-    return train(config, resume=True)
+    return run
 
 
 def with_critic(run: Path, config: TrainConfig, steps: int) -> list[dict[str, Any]]:

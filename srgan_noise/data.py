@@ -1,6 +1,7 @@
 """Training and validation images: HR folders (or scikit-image's bundled
 samples), random HR crops with flips and 90-degree rotations, LR inputs made
-by antialiased bicubic downscaling or, for training with the `realistic`
+by antialiased bicubic downscaling, by a per-patch coin between it and OpenCV's
+non-antialiased cubic (`bicubic-mixed`) or, for training with the `realistic`
 degradation, by degradations.degrade_realistic's random chain.
 
 Patches come from a seeded torch.Generator rather than a DataLoader: the
@@ -15,14 +16,17 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from srgan_noise.degradations import degrade_realistic
+from srgan_noise.degradations import degrade_realistic, downscale_with
 from srgan_noise.errors import UserError
 from srgan_noise.images import list_images, load_rgb
 
 # scikit-image samples that ship inside the package (others need a download).
 SAMPLE_TRAIN = ("astronaut", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina", "cat")
 SAMPLE_VAL = ("chelsea",)
-DEGRADATIONS = ("bicubic", "realistic")  # how training LR patches are made
+# How training LR patches are made. bicubic-mixed: each patch, at random, antialiased bicubic (PIL's,
+# the SR protocol) or bicubic without antialiasing (OpenCV's INTER_CUBIC, on which ESPCN and FSRCNN's
+# published models were trained), so one model serves both.
+DEGRADATIONS = ("bicubic", "bicubic-mixed", "realistic")
 
 
 def load_folder(folder: Path) -> list[torch.Tensor]:
@@ -68,7 +72,8 @@ def mod_crop(image: torch.Tensor, scale: int) -> torch.Tensor:
 
 class PatchSampler:
     """Random (LR, HR) patch batches from in-memory HR images; LR by antialiased bicubic
-    (`degradation` bicubic) or by the random realistic chain (degradations.py)."""
+    (`degradation` bicubic), by it or non-antialiased bicubic at random per patch
+    (bicubic-mixed), or by the random realistic chain (degradations.py)."""
 
     def __init__(self, images: list[torch.Tensor], patch_size: int, scale: int, source: str,
                  degradation: str = "bicubic") -> None:
@@ -108,7 +113,11 @@ class PatchSampler:
         hr = torch.stack(patches).float().div(255)
         if self.degradation == "realistic":
             return degrade_realistic(hr, self.scale, generator), hr
-        return downscale(hr, self.scale), hr
+        lr = downscale(hr, self.scale)
+        if self.degradation == "bicubic-mixed":
+            aliased = torch.rand(batch_size, generator=generator) < 0.5
+            lr[aliased] = downscale_with(hr[aliased], self.scale, "bicubic-aliased").clamp(0, 1)
+        return lr, hr
 
 
 def validation_pairs(images: list[torch.Tensor], scale: int) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -48,7 +48,7 @@ ImageDone = Callable[[str], None]  # called with each image's name once it is sc
 class EvalConfig:
     data: str  # folder of HR images (the ground truth)
     weights: str | None = None  # None: the shipped weights of `model`, or no model when absent and `bicubic` is set
-    model: str = "gan"  # gan | psnr: which shipped weights, when `weights` is None
+    model: str = "gan"  # gan | psnr | fast | real: which shipped weights, when `weights` is None
     scale: int = 4  # must match the generator's
     bicubic: bool = False  # also score PIL bicubic upscaling
     degradation: str = PROTOCOL  # how the LR inputs are made: a name of degradations.FAMILIES

@@ -25,6 +25,12 @@ class Tile:
     def window_shape(self) -> tuple[int, int]:
         return self.input_end_y_pad - self.input_start_y_pad, self.input_end_x_pad - self.input_start_x_pad
 
+    @property
+    def context(self) -> tuple[int, int, int, int]:
+        """LR pixels of the window beyond the tile: top, bottom, left, right (0 at the image border)."""
+        return (self.input_start_y - self.input_start_y_pad, self.input_end_y_pad - self.input_end_y,
+                self.input_start_x - self.input_start_x_pad, self.input_end_x_pad - self.input_end_x)
+
 
 def tile_spans(length: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
     """(start, end, start_pad, end_pad) of each tile along an axis of `length` pixels.

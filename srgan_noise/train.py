@@ -26,7 +26,7 @@ from srgan_noise.discriminator import AutoEncoderDiscriminator, Discriminator, b
 from srgan_noise.distributed import (World, device_for, from_main, mean_over_ranks, process_group, rank_seed,
                                      rank_slice, replicate)
 from srgan_noise.errors import UserError
-from srgan_noise.generator import Generator
+from srgan_noise.generator import Generator, SubPixelGenerator, build_generator
 from srgan_noise.lock import locked_run
 from srgan_noise.losses import (CONTENT_LOSSES, LOSSES, as_logits, content_loss, d_loss, feature_matching, g_loss,
                                 pulling_away)
@@ -36,7 +36,7 @@ from srgan_noise.perceptual import MISSING_WEIGHTS, load_vgg_loss
 from srgan_noise.realism import high_band_ratio
 from srgan_noise.regularisers import (HistoricalAverage, add_instance_noise, after_d_update, d_extra_loss, d_penalty,
                                       d_penalty_on_share)
-from srgan_noise.schedules import noise_sigma, reg_gamma
+from srgan_noise.schedules import noise_sigma, pretrain_lr, reg_gamma
 from srgan_noise.weights import load_generator, save_generator
 
 GENERATOR_WEIGHTS = "generator.safetensors"
@@ -48,8 +48,9 @@ class TrainConfig:
     out: str = "runs/demo"
     data: tuple[str, ...] | str | None = None  # HR image folder(s); None: scikit-image's bundled samples
     val: str | None = None  # HR image folder; None: a held-out sample (or none with --data)
-    # How training LR patches are made: bicubic (antialiased, the SR protocol) | realistic
-    # (degradations.py's random blur, downscaler, noise and JPEG chain; validation stays bicubic).
+    # How training LR patches are made (data.DEGRADATIONS): bicubic (antialiased, the SR protocol) |
+    # bicubic-mixed (per patch, antialiased or OpenCV's non-antialiased cubic) | realistic
+    # (degradations.py's random blur, downscaler, noise and JPEG chain). Validation stays bicubic.
     degradation: str = "bicubic"
     model: ModelConfig = dataclasses.field(default_factory=lambda: preset("small"))
     # Instance noise: N(0, sigma^2) on real and fake before every D call, images in [0, 1].
@@ -93,6 +94,7 @@ class TrainConfig:
     patch_size: int = 64  # HR patch side
     lr: float = 1e-4
     pretrain_lr: float = 2e-4
+    pretrain_lr_schedule: str = "constant"  # constant | cosine (to 0 at the end of pre-training)
     log_every: int = 25  # steps per monitoring window (validation runs at each)
     checkpoint_every: int = 100  # a multiple of log_every
     device: str = "auto"  # auto | cpu | cuda
@@ -107,7 +109,8 @@ class TrainConfig:
         choices = {"noise": ("none", "constant", "linear"), "reg": ("none", "roth", "r1", "r2"),
                    "gamma_schedule": ("annealed", "constant"), "loss": LOSSES,
                    "feature_matching": ("none", "replace", "add"), "device": ("auto", "cpu", "cuda"),
-                   "content": CONTENT_LOSSES, "degradation": DEGRADATIONS}
+                   "content": CONTENT_LOSSES, "degradation": DEGRADATIONS,
+                   "pretrain_lr_schedule": ("constant", "cosine")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}")
@@ -133,9 +136,9 @@ class TrainConfig:
             raise UserError("--adv-weight must be >= 0, and > 0 with --content none (nothing would train G)")
         if self.checkpoint_every % self.log_every:
             raise UserError("--checkpoint-every must be a multiple of --log-every")
-        if self.degradation == "realistic" and self.model.projection == "affine":
-            raise UserError("--projection affine makes the output downscale exactly to the input by bicubic, "
-                            "which --degradation realistic does not use; use one of them")
+        if self.degradation != "bicubic" and self.model.projection == "affine":
+            raise UserError(f"--projection affine makes the output downscale exactly to the input by bicubic, "
+                            f"which --degradation {self.degradation} does not use for every patch; use one of them")
         if self.patch_size % self.model.scale:
             raise UserError(f"--patch-size {self.patch_size} is not a multiple of the scale {self.model.scale}")
         if self.patch_size < 16:
@@ -160,6 +163,9 @@ class TrainConfig:
 
     def sigma(self, t: int) -> float:
         return noise_sigma(t, self.noise, self.sigma0, self.noise_steps if self.noise_steps is not None else self.steps)
+
+    def pretrain_learning_rate(self, t: int) -> float:
+        return pretrain_lr(t, self.pretrain_lr_schedule, self.pretrain_lr, self.pretrain_steps)
 
     def gamma(self, t: int) -> float:
         if self.reg == "none":
@@ -189,7 +195,7 @@ class TrainConfig:
 
 @dataclass
 class Nets:
-    generator: Generator
+    generator: Generator | SubPixelGenerator
     discriminator: Discriminator | AutoEncoderDiscriminator
     opt_pretrain: torch.optim.Optimizer  # G, MSE phase
     opt_g: torch.optim.Optimizer  # G, GAN phase
@@ -364,7 +370,7 @@ def load_data(config: TrainConfig) -> tuple[PatchSampler, list[Batch]]:
 
 def build_nets(model: ModelConfig, config: TrainConfig, device: torch.device) -> Nets:
     # channels_last once, here: the 9x9 convs run several times faster on CPU.
-    generator = Generator(model).to(device, memory_format=torch.channels_last)
+    generator = build_generator(model).to(device, memory_format=torch.channels_last)
     discriminator = build_discriminator(model).to(device, memory_format=torch.channels_last)
     if config.loss == "wgan":  # Arjovsky et al.: RMSProp, momentum-free, for both players
         gan_optimizer = functools.partial(torch.optim.RMSprop, lr=config.lr)
@@ -384,10 +390,10 @@ def build_nets(model: ModelConfig, config: TrainConfig, device: torch.device) ->
     )
 
 
-GENERATOR_FIELDS = ("scale", "channels", "blocks", "batch_norm", "image_skip")  # projection has no weights
+GENERATOR_FIELDS = ("generator", "scale", "channels", "blocks", "batch_norm", "image_skip")  # projection has no weights
 
 
-def initial_generator(path: Path, model: ModelConfig) -> Generator:
+def initial_generator(path: Path, model: ModelConfig) -> Generator | SubPixelGenerator:
     """--init's generator, refused in one line if its weights do not fit the run's architecture."""
     generator = load_generator(path)
     differing = [name for name in GENERATOR_FIELDS if getattr(generator.config, name) != getattr(model, name)]
@@ -507,6 +513,8 @@ def _train_holding(config: TrainConfig, resume: bool, world: World, device: torc
                     batches = [draw() for _ in range(config.d_steps)]
                     values = gan_step(nets, batches, step - config.pretrain_steps, config, autocast)
                 else:
+                    for group in nets.opt_pretrain.param_groups:
+                        group["lr"] = config.pretrain_learning_rate(step)
                     values = pretrain_step(nets, draw(), autocast)
                 window.add(values)
                 step += 1

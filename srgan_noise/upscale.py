@@ -29,7 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from srgan_noise.atomic import existing_ancestor
 from srgan_noise.errors import UserError
-from srgan_noise.generator import Generator, receptive_radius
+from srgan_noise.generator import Generator, Sides, receptive_radius
 from srgan_noise.image_planes import (DEFAULT_MAX_PIXELS, FORMATS, ImagePlanes, PixelLayout, quantise, read_planes,
                                      remove_stale_temporaries, resize_array, write_array)
 from srgan_noise.images import is_image_path
@@ -52,7 +52,7 @@ class UpscaleConfig:
     inputs: tuple[str, ...]  # image files and folders of images
     out: str | None = None  # a file for one input file, else a folder; None: beside each input
     weights: str | None = None  # None: shipped weights, chosen by `model`, `scale` and `outscale` (weights.choose_shipped)
-    model: str | None = None  # real | gan | psnr; None: real where it is shipped at the scale, else gan
+    model: str | None = None  # real | gan | psnr | fast; None: real where it is shipped at the scale, else gan
     scale: int | None = None  # the model's: 2 | 4 | 8; None: the weights' own (4, or fitted to outscale, if shipped)
     outscale: float | None = None  # the output is resized to round(outscale x the input size); None: the model's scale
     tile: int = 256  # LR pixels per tile side, context excluded
@@ -141,15 +141,18 @@ def upscale_tiles(generator: Generator, image: torch.Tensor, store: TileStore, t
             windows = torch.stack([image[:, t.input_start_y_pad:t.input_end_y_pad, t.input_start_x_pad:t.input_end_x_pad]
                                    for t in batch])
             windows = windows.to(device, torch.float32).contiguous(memory_format=torch.channels_last)
-            result, was_redone = forward_finite(generator, windows, precision)
+            # The generator crops the context all windows of the batch have, layer by layer
+            # (forward_window); the rest of each window's context is cropped here.
+            shared = tuple(min(side) for side in zip(*(t.context for t in batch)))
+            result, was_redone = forward_finite(generator, windows, shared, precision)
             redone += was_redone
             result = result.float().cpu()  # a CPU-GPU sync point, once per batch
             for t, window_output in zip(batch, result):
                 output_start_y, output_end_y = t.input_start_y * scale, t.input_end_y * scale
                 output_start_x, output_end_x = t.input_start_x * scale, t.input_end_x * scale
-                output_start_y_tile = (t.input_start_y - t.input_start_y_pad) * scale
+                output_start_y_tile = (t.context[0] - shared[0]) * scale
                 output_end_y_tile = output_start_y_tile + (output_end_y - output_start_y)
-                output_start_x_tile = (t.input_start_x - t.input_start_x_pad) * scale
+                output_start_x_tile = (t.context[2] - shared[2]) * scale
                 output_end_x_tile = output_start_x_tile + (output_end_x - output_start_x)
                 store(slice(output_start_y, output_end_y), slice(output_start_x, output_end_x),
                       window_output[:, output_start_y_tile:output_end_y_tile, output_start_x_tile:output_end_x_tile])
@@ -162,19 +165,27 @@ def upscale_tiles(generator: Generator, image: torch.Tensor, store: TileStore, t
                       "those were recomputed in fp32")
 
 
-def forward_finite(generator: Generator, windows: torch.Tensor, precision: str) -> tuple[torch.Tensor, bool]:
-    """generator(windows) autocast to `precision`; an output with inf or NaN (fp16
-    overflow, which would be written as black) is recomputed in fp32.
-    Returns the output and whether it was recomputed."""
+def forward_finite(generator: Generator, windows: torch.Tensor, context: Sides,
+                   precision: str) -> tuple[torch.Tensor, bool]:
+    """generator.forward_window(windows, context), the tiles' output, autocast to `precision`;
+    an output with inf or NaN (fp16 overflow, which would be written as black) is
+    recomputed in fp32. Returns the output and whether it was recomputed."""
     if precision != "fp32":
         with torch.autocast(windows.device.type, dtype=AUTOCAST_DTYPES[precision]):
-            output = generator(windows, project=False)
-        if bool(torch.isfinite(output).all()):  # a sync point; the price of never writing black tiles
+            output = generator.forward_window(windows, context)
+        if all_finite(output):  # a sync point; the price of never writing black tiles
             return output, False
-    output = generator(windows, project=False)
-    if not bool(torch.isfinite(output).all()):
+    output = generator.forward_window(windows, context)
+    if not all_finite(output):
         raise FloatingPointError("the generator's output is not finite even in fp32 (non-finite input or weights)")
     return output, precision != "fp32"
+
+
+def all_finite(tensor: torch.Tensor) -> bool:
+    """Whether every element is finite. A sum is finite only if every term is (an inf or NaN
+    makes it inf or NaN), so one float32 sum, a single pass, settles the usual case; only a
+    sum that is not finite (a bad element, or finite ones overflowing it) takes the exact check."""
+    return bool(torch.isfinite(tensor.sum(dtype=torch.float32))) or bool(torch.isfinite(tensor).all())
 
 
 def upscale_fitting_memory(generator: Generator, image: torch.Tensor, tile: int, overlap: int | None,

@@ -13,16 +13,17 @@ from safetensors.torch import load_file, safe_open, save_file
 from srgan_noise.atomic import atomic_path, reporting_write_errors, write_failure
 from srgan_noise.config import ModelConfig
 from srgan_noise.errors import UserError
-from srgan_noise.generator import Generator
+from srgan_noise.generator import Generator, SubPixelGenerator, build_generator
 
 
 # The shipped generators are package data (srgan_noise/pretrained/, its README.md the model
 # card), so an installed wheel finds them as the checkout does. --model names, files per scale:
 # real: trained on the realistic degradations (degradations.py), for photos: upscale's default;
-# gan and psnr: the bicubic protocol's GAN and MSE generators, for benchmarks.
+# gan and psnr: the bicubic protocol's GAN and MSE generators, for benchmarks;
+# fast: the `fast` preset (a sub-pixel network on the LR grid), MSE-trained, for speed on a CPU.
 WEIGHTS_FOLDER = Path(__file__).resolve().parent / "pretrained"
 SHIPPED = {"real": "srgan_real_x{scale}.safetensors", "gan": "srgan_x{scale}.safetensors",
-           "psnr": "srresnet_x{scale}.safetensors"}
+           "psnr": "srresnet_x{scale}.safetensors", "fast": "fast_x{scale}.safetensors"}
 UPSCALE_DEFAULTS = ("real", "gan")  # srgan upscale without --model: the first of these shipped at the scale
 SCALES = (2, 4, 8)
 
@@ -68,7 +69,7 @@ def missing_weights(what: str, where: Path, scale: int, shipped: list[int]) -> U
                      f"scripts/train_release.sh makes the shipped ones) and pass --weights RUN/generator.safetensors")
 
 
-def save_generator(generator: Generator, path: Path, extra: dict[str, str] | None = None) -> None:
+def save_generator(generator: Generator | SubPixelGenerator, path: Path, extra: dict[str, str] | None = None) -> None:
     """Atomically write the generator's weights with its config in the metadata;
     a full disk is a one-line error and leaves the previous file."""
     metadata = {"format": "srgan_noise.generator", "config": json.dumps(generator.config.to_dict())}
@@ -91,7 +92,7 @@ def read_metadata(path: Path) -> dict[str, str]:
         raise UserError(f"{path}: not a safetensors file ({error})") from None
 
 
-def load_generator(path: Path, device: torch.device | str = "cpu") -> Generator:
+def load_generator(path: Path, device: torch.device | str = "cpu") -> Generator | SubPixelGenerator:
     """Rebuild the generator from a weights file, ready for inference: eval mode,
     on `device`, channels_last (NHWC convolutions: the 9x9 tail runs several
     times faster on CPU), its weights checked finite."""
@@ -107,7 +108,7 @@ def load_generator(path: Path, device: torch.device | str = "cpu") -> Generator:
     # Compare shapes on the meta device (no memory) first: the file, not its
     # metadata, then bounds what building the model allocates.
     with torch.device("meta"):
-        expected = {name: tuple(value.shape) for name, value in Generator(config).state_dict().items()}
+        expected = {name: tuple(value.shape) for name, value in build_generator(config).state_dict().items()}
     with safe_open(str(path), framework="pt") as handle:
         stored = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
     missing, unexpected = sorted(expected.keys() - stored.keys()), sorted(stored.keys() - expected.keys())
@@ -117,7 +118,7 @@ def load_generator(path: Path, device: torch.device | str = "cpu") -> Generator:
                   if unexpected else f"{mismatched[0]}: shape {list(stored[mismatched[0]])} in the file, "
                   f"{list(expected[mismatched[0]])} in the architecture")
         raise UserError(f"{path}: weights do not match the architecture in its metadata ({detail})")
-    generator = Generator(config)
+    generator = build_generator(config)
     try:
         generator.load_state_dict(load_file(str(path)))
     except RuntimeError as error:

@@ -55,7 +55,7 @@ def test_train_writes_run_and_plot(tmp_path, image_folder):
     (lambda d, t: ["--data", d, "--loss", "hinge", "--label-smoothing"], r"needs a loss with a real target"),
     (lambda d, t: ["--data", d, "--scale", "3"], r"scale must be 2, 4 or 8"),
     (lambda d, t: ["--data", d, "--projection", "cubic"], r"projection must be one of none, affine"),
-    (lambda d, t: ["--data", d, "--degradation", "jpeg"], r"--degradation must be one of bicubic, realistic"),
+    (lambda d, t: ["--data", d, "--degradation", "jpeg"], r"--degradation must be one of bicubic, bicubic-mixed, realistic"),
     (lambda d, t: ["--data", d, "--degradation", "realistic", "--projection", "affine"],
      r"--projection affine .* --degradation realistic does not use"),
     (lambda d, t: ["--data", d, "--content", "vgg"], r"--content vgg needs --vgg-weights PATH"),

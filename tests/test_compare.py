@@ -266,3 +266,24 @@ def test_full_disk_during_compare_is_one_line(tmp_path, monkeypatch):
     lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
     assert result.exit_code == 2 and len(lines) == 1 and "Traceback" not in result.output
     assert lines[0] == f"error: {tmp_path / 'c' / 'toy-ring' / 'none-seed0.json'}: No space left on device"
+
+
+def test_no_train_tabulates_the_runs_as_far_as_they_got(tmp_path, image_folder):
+    """--no-train: a sweep under way is tabulated and plotted, unfinished runs labelled
+    with the steps they reached, missing ones left out; nothing is trained or changed."""
+    common = dict(seeds=2, out=str(tmp_path), data=(str(image_folder),), val=str(image_folder), **TINY)
+    with pytest.raises(UserError, match="no runs with these settings yet"):
+        compare(CompareConfig(schedules=("none",), train=False, **common))
+    compare(CompareConfig(schedules=("none",), **{**common, "seeds": 1}))  # seed 0 only
+    metrics = tmp_path / "none-seed0" / "metrics.jsonl"  # as if stopped after its first GAN window
+    metrics.write_text("".join(metrics.read_text().splitlines(keepends=True)[:-1]))
+    before = {path: path.stat().st_mtime_ns for path in tmp_path.rglob("*") if path.is_file()
+              and path.suffix in (".pt", ".jsonl")}
+    markdown, table, figure = compare(CompareConfig(schedules=("none", "roth-annealed"), train=False, **common))
+    rows = read_csv(table)
+    assert [(row[0], row[1]) for row in rows[1:]] == [("mse-pretrain", "1"), ("none (2 of 4 GAN steps)", "1")]
+    assert figure.stat().st_size > 0
+    assert not (tmp_path / "pretrain-seed1").exists() and not (tmp_path / "roth-annealed-seed0").exists()
+    assert {path: path.stat().st_mtime_ns for path in before} == before
+    with pytest.raises(UserError, match="--no-train is for the SR task"):
+        CompareConfig(toy="ring", train=False)

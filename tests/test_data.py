@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 
 from srgan_noise.data import PatchSampler, downscale, load_folder, load_samples, validation_pairs
+from srgan_noise.degradations import downscale_with
 from srgan_noise.errors import UserError
 from srgan_noise.images import load_rgb
 
@@ -30,8 +31,24 @@ def test_sampler_realistic_degradation(image_folder):
     assert not torch.equal(lr, lr_bicubic) and torch.equal(lr.mul(255).round(), lr.mul(255))
     again, _ = realistic.sample(6, torch.Generator().manual_seed(3))
     assert torch.equal(lr, again)
-    with pytest.raises(UserError, match="--degradation must be one of bicubic, realistic, got 'jpeg'"):
+    with pytest.raises(UserError, match="--degradation must be one of bicubic, bicubic-mixed, realistic, got 'jpeg'"):
         PatchSampler(images, 24, 4, "x", degradation="jpeg")
+
+
+def test_sampler_bicubic_mixed_degradation(image_folder):
+    """Same crops as bicubic; each LR patch is the antialiased bicubic one or the
+    non-antialiased (OpenCV INTER_CUBIC) one, both kinds in a batch, reproducible."""
+    images = load_folder(image_folder)
+    mixed = PatchSampler(images, patch_size=24, scale=4, source="x", degradation="bicubic-mixed")
+    lr, hr = mixed.sample(16, torch.Generator().manual_seed(3))
+    lr_bicubic, hr_bicubic = PatchSampler(images, 24, 4, "x").sample(16, torch.Generator().manual_seed(3))
+    assert torch.equal(hr, hr_bicubic)
+    aliased = downscale_with(hr, 4, "bicubic-aliased").clamp(0, 1)
+    is_antialiased = [torch.equal(a, b) for a, b in zip(lr, lr_bicubic)]
+    is_aliased = [torch.equal(a, b) for a, b in zip(lr, aliased)]
+    assert all(x != y for x, y in zip(is_antialiased, is_aliased)) and 0 < sum(is_aliased) < 16
+    again, _ = mixed.sample(16, torch.Generator().manual_seed(3))
+    assert torch.equal(lr, again)
 
 
 def test_downscale_matches_pil_bicubic():

@@ -2,11 +2,12 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from srgan_noise.config import ModelConfig, preset
 from srgan_noise.discriminator import Discriminator, build_discriminator
 from srgan_noise.errors import UserError
-from srgan_noise.generator import Generator, receptive_radius
+from srgan_noise.generator import Generator, SubPixelGenerator, build_generator, receptive_radius
 
 
 @pytest.mark.parametrize("scale", [2, 4, 8])
@@ -43,11 +44,12 @@ def test_config_round_trip():
     assert ModelConfig.from_dict(config.to_dict()) == config
 
 
+@pytest.mark.parametrize("name", ["tiny", "fast"])
 @pytest.mark.parametrize("scale", [2, 4, 8])
-def test_receptive_radius_bounds_the_influence(scale):
+def test_receptive_radius_bounds_the_influence(scale, name):
     """A pixel change at distance > radius (LR px) leaves the output pixel unchanged."""
-    config = preset("tiny", scale=scale)
-    generator = Generator(config).eval().double()
+    config = preset(name, scale=scale)
+    generator = build_generator(config).eval().double()
     radius = receptive_radius(config)
     size = 2 * radius + 9
     x = torch.rand(1, 3, size, size, dtype=torch.float64)
@@ -60,6 +62,63 @@ def test_receptive_radius_bounds_the_influence(scale):
     near = x.clone()
     near[..., centre + 1, centre + 1] += 1.0
     assert not torch.allclose(generator(near)[0, :, centre * scale, centre * scale], y)
+
+
+def test_saved_architectures_without_a_generator_field_are_srresnet():
+    old = {name: value for name, value in preset("small").to_dict().items() if name != "generator"}
+    assert ModelConfig.from_dict(old) == preset("small") and preset("small").generator == "srresnet"
+
+
+def subpixel(scale=4, seed=0):
+    """The fast preset's generator in float64 with every weight random, conv_last included."""
+    torch.manual_seed(seed)
+    generator = SubPixelGenerator(preset("fast", scale=scale)).double()
+    torch.nn.init.normal_(generator.conv_last.weight, std=0.1)
+    return generator
+
+
+@pytest.mark.parametrize("scale", [2, 4, 8])
+def test_subpixel_generator_adds_a_luma_residual_to_bicubic(scale):
+    """Output minus F.interpolate's bicubic (odd sizes) is the same on R, G and B, so Cb and Cr
+    are bicubic's; with conv_last at zero the output is bicubic itself."""
+    generator = subpixel(scale)
+    x = torch.rand(2, 3, 5, 7, dtype=torch.float64)
+    bicubic = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
+    residual = generator(x) - bicubic
+    assert residual.shape == (2, 3, 5 * scale, 7 * scale) and residual.abs().max() > 1e-3
+    torch.testing.assert_close(residual[:, 1:], residual[:, :1].expand(-1, 2, -1, -1), rtol=0, atol=1e-12)
+    torch.nn.init.zeros_(generator.conv_last.weight)
+    torch.nn.init.zeros_(generator.conv_last.bias)
+    torch.testing.assert_close(generator(x), bicubic, rtol=0, atol=1e-12)
+
+
+def test_subpixel_generator_inference_path_equals_the_autograd_path():
+    """Under no_grad the sum is written straight into the output's layout: the same numbers,
+    channels_last input too."""
+    generator = subpixel()
+    x = torch.rand(2, 3, 6, 5, dtype=torch.float64)
+    expected = generator(x)
+    with torch.no_grad():
+        assert torch.equal(generator(x), expected)
+        channels_last = generator(x.contiguous(memory_format=torch.channels_last))
+        torch.testing.assert_close(channels_last, expected, rtol=0, atol=1e-12)
+
+
+def test_subpixel_generator_gradcheck():
+    generator = subpixel(scale=2)
+    x = torch.rand(1, 3, 4, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(generator, (x,))
+
+
+@pytest.mark.parametrize("overrides", [dict(batch_norm=True), dict(image_skip=False)])
+def test_subpixel_generator_refuses_batch_norm_and_no_image_skip(overrides):
+    with pytest.raises(UserError, match="the subpixel generator has no batch norm and needs the image skip"):
+        preset("fast", **overrides)
+
+
+def test_unknown_generator():
+    with pytest.raises(UserError, match="generator must be one of srresnet, subpixel, got 'espcn'"):
+        ModelConfig(generator="espcn")
 
 
 def test_spectral_norm_bounds_every_layer():

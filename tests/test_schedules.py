@@ -1,6 +1,6 @@
 import pytest
 
-from srgan_noise.schedules import noise_sigma, reg_gamma
+from srgan_noise.schedules import noise_sigma, pretrain_lr, reg_gamma
 
 
 @pytest.mark.parametrize("t, expected", [(0, 0.2), (50, 0.1), (100, 0.0), (150, 0.0), (25, 0.15)])
@@ -28,3 +28,14 @@ def test_unknown_schedule():
         noise_sigma(0, "cosine", 0.1, 10)
     with pytest.raises(ValueError, match="unknown gamma schedule"):
         reg_gamma(0, "linear", 0.1, 10)
+
+
+@pytest.mark.parametrize("t, expected", [(0, 1e-3), (25, 1e-3 * (1 + 0.5 ** 0.5) / 2), (50, 5e-4), (100, 0.0), (150, 0.0)])
+def test_cosine_pretrain_lr(t, expected):
+    assert pretrain_lr(t, "cosine", 1e-3, 100) == pytest.approx(expected, abs=1e-15)
+
+
+def test_constant_pretrain_lr():
+    assert [pretrain_lr(t, "constant", 2e-4, 10) for t in (0, 5, 10, 20)] == [2e-4] * 4
+    with pytest.raises(ValueError, match="unknown learning-rate schedule 'step'"):
+        pretrain_lr(0, "step", 1e-3, 10)

@@ -1,6 +1,7 @@
 import copy
 import dataclasses
 import json
+import math
 
 import pytest
 import torch
@@ -127,6 +128,17 @@ def test_penalty_on_a_share_of_the_batch(tmp_path):
     assert values["omega"] == pytest.approx(omega.item(), rel=1e-5)
 
 
+def test_cosine_pretrain_schedule_sets_each_step_learning_rate(tmp_path, image_folder):
+    """The MSE phase's Adam runs each step at the schedule's rate: the run's optimiser ends at
+    the last step's rate, and a resumed run ends where an uninterrupted one does."""
+    cfg = config(tmp_path, data=str(image_folder), pretrain_steps=4, steps=0, pretrain_lr=1e-3,
+                 pretrain_lr_schedule="cosine")
+    train(cfg)
+    state = load_checkpoint(tmp_path / "run")
+    assert state["opt_pretrain"]["param_groups"][0]["lr"] == pytest.approx(cfg.pretrain_learning_rate(3))
+    assert cfg.pretrain_learning_rate(3) == pytest.approx(1e-3 * (1 + math.cos(math.pi * 3 / 4)) / 2)
+
+
 def test_d_fake_next_is_old_d_on_new_generator(tmp_path):
     """D_t(G_{t+1}) equals D_t (before its update) on the updated generator's fakes."""
     cfg = config(tmp_path, noise="none", model=preset("tiny", d_norm="none"))
@@ -183,10 +195,11 @@ def test_realistic_degradation_resumes_exactly(tmp_path, image_folder):
     assert bicubic[0]["loss_pixel"] != pytest.approx(first[0]["loss_pixel"], rel=1e-3)  # other LR patches
 
 
-def test_realistic_degradation_refuses_the_affine_projection(tmp_path):
-    with pytest.raises(UserError, match="--projection affine .* --degradation realistic does not use"):
-        config(tmp_path, degradation="realistic", model=preset("tiny", projection="affine"))
-    with pytest.raises(UserError, match="--degradation must be one of bicubic, realistic"):
+@pytest.mark.parametrize("degradation", ["realistic", "bicubic-mixed"])
+def test_other_degradations_refuse_the_affine_projection(tmp_path, degradation):
+    with pytest.raises(UserError, match=f"--projection affine .* --degradation {degradation} does not use"):
+        config(tmp_path, degradation=degradation, model=preset("tiny", projection="affine"))
+    with pytest.raises(UserError, match="--degradation must be one of bicubic, bicubic-mixed, realistic"):
         config(tmp_path, degradation="jpeg")
 
 
@@ -225,6 +238,7 @@ def test_refuses_to_overwrite_a_run(tmp_path, image_folder):
     (dict(steps=0, pretrain_steps=0), "not both 0"),
     (dict(reg_every=0), "--reg-every must be at least 1"),
     (dict(reg="roth", reg_share=0), r"--reg-share must be a number in \(0, 1\]"),
+    (dict(pretrain_lr_schedule="step"), "--pretrain-lr-schedule must be one of constant, cosine"),
     (dict(reg="roth", reg_share=1.5), r"--reg-share must be a number in \(0, 1\]"),
 ])
 def test_invalid_config(tmp_path, overrides, message):

@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 from srgan_noise.cli import app
 from srgan_noise.config import preset
 from srgan_noise.errors import UserError
-from srgan_noise.generator import Generator, receptive_radius
+from srgan_noise.generator import Generator, build_generator, receptive_radius
 from srgan_noise.image_planes import ImagePlanes, PixelLayout, quantise, read_planes, write_planes
 import srgan_noise.upscale as upscale_module
-from srgan_noise.upscale import (MIN_TILE, UpscaleConfig, bicubic_strips, resolve_precision, room_problem, upscale,
+from srgan_noise.upscale import (MIN_TILE, UpscaleConfig, all_finite, bicubic_strips, resolve_precision, room_problem, upscale,
                                  upscale_files, upscale_fitting_memory, upscale_into)
 import srgan_noise.weights as weights_module
 from srgan_noise.weights import choose_shipped, save_generator, shipped_weights
@@ -28,10 +28,10 @@ from srgan_noise.weights import choose_shipped, save_generator, shipped_weights
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _generator(scale: int = 4) -> Generator:
-    """A tiny generator in eval mode whose far context matters (full-scale Kaiming
+def _generator(scale: int = 4, name: str = "tiny") -> Generator:
+    """A tiny (or fast) generator in eval mode whose far context matters (full-scale Kaiming
     weights, not the 0.1-scaled init) and whose batch norms are not the identity."""
-    generator = Generator(preset("tiny", scale=scale))
+    generator = build_generator(preset(name, scale=scale))
     for module in generator.modules():
         if isinstance(module, torch.nn.Conv2d):
             torch.nn.init.kaiming_normal_(module.weight)
@@ -59,11 +59,11 @@ class Flaky(torch.nn.Module):
         self.budget, self.nan_under_autocast, self.nan_always = budget, nan_under_autocast, nan_always
         self.batch_shapes = []
 
-    def forward(self, windows, project=True):
+    def forward_window(self, windows, context):
         self.batch_shapes.append(tuple(windows.shape))
         if self.budget is not None and windows.shape[0] * windows.shape[2] * windows.shape[3] > self.budget:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate (injected)")
-        output = self.generator(windows, project=project)
+        output = self.generator.forward_window(windows, context)
         if self.nan_always or (self.nan_under_autocast and torch.is_autocast_enabled(windows.device.type)):
             output = output * float("nan")
         return output
@@ -82,16 +82,18 @@ class Flaky(torch.nn.Module):
     (2, 25, 18, 9, None, 4),
     (8, 12, 17, 5, None, 4),
 ])
-def test_tiled_equals_untiled(scale, height, width, tile, overlap, batch_tiles):
-    generator = _generator(scale)
+@pytest.mark.parametrize("name", ["tiny", "fast"])
+def test_tiled_equals_untiled(scale, height, width, tile, overlap, batch_tiles, name):
+    generator = _generator(scale, name)
     image = torch.rand(3, height, width)
     tiled = upscale(generator, image, tile=tile, overlap=overlap, batch_tiles=batch_tiles)
     assert tiled.shape == (3, height * scale, width * scale)
     assert (tiled - _untiled(generator, image)).abs().max() <= 1e-4
 
 
-def test_overlap_below_the_radius_shows_seams():
-    generator = _generator()
+@pytest.mark.parametrize("name", ["tiny", "fast"])
+def test_overlap_below_the_radius_shows_seams(name):
+    generator = _generator(name=name)
     image = torch.rand(3, 24, 24)
     tiled = upscale(generator, image, tile=8, overlap=receptive_radius(generator.config) // 2)
     assert (tiled - _untiled(generator, image)).abs().max() > 1e-2
@@ -125,6 +127,18 @@ def test_non_finite_autocast_output_is_redone_in_fp32():
     assert [str(w.message) for w in record] == [
         "bf16 output was not finite in 2 of 2 tile batches; those were recomputed in fp32"]
     assert (output - _untiled(generator, image)).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize("values, dtype, finite", [
+    ([0.5, -2.0, 1e3], torch.float32, True),
+    ([3e38, 3e38, -1.0], torch.float32, True),  # finite, though their sum overflows
+    ([6e4] * 4, torch.float16, True),  # finite, though their float16 sum would overflow
+    ([1.0, float("inf"), 2.0], torch.float32, False),
+    ([float("inf"), float("-inf")], torch.float16, False),
+    ([1.0, float("nan")], torch.float32, False),
+])
+def test_all_finite(values, dtype, finite):
+    assert all_finite(torch.tensor(values, dtype=dtype)) is finite
 
 
 def test_non_finite_fp32_output_raises():
@@ -172,10 +186,10 @@ def test_shipped_weights_missing_or_chosen(tmp_path, monkeypatch):
     monkeypatch.setattr(weights_module, "WEIGHTS_FOLDER", tmp_path)
     with pytest.raises(UserError, match=r"no --weights given .* `srgan train --scale 4` .*--weights RUN/generator.safetensors"):
         shipped_weights("gan")
-    with pytest.raises(UserError, match=r"--model must be one of real, gan, psnr, got 'best'"):
+    with pytest.raises(UserError, match=r"--model must be one of real, gan, psnr, fast, got 'best'"):
         shipped_weights("best")
     for model, name in (("gan", "srgan_x4.safetensors"), ("psnr", "srresnet_x4.safetensors"),
-                        ("real", "srgan_real_x4.safetensors")):
+                        ("real", "srresnet_real_x4.safetensors")):
         (tmp_path / name).write_bytes(b"x")
         assert shipped_weights(model) == tmp_path / name
     with pytest.raises(UserError, match=r"no shipped gan x2 weights at .* \(shipped: x4\): .*`srgan train --scale 2`"):
@@ -201,8 +215,8 @@ def test_choose_shipped(tmp_path, monkeypatch):
     assert choose_shipped(None, None, outscale=2) == tmp_path / "srgan_x4.safetensors"  # no x2 of real or gan
     with pytest.raises(UserError, match=r"^no --weights given and no shipped x2 weights at .* \(shipped: x4\): "):
         choose_shipped(None, 2)
-    (tmp_path / "srgan_real_x4.safetensors").write_bytes(b"x")
-    assert choose_shipped(None, 4) == tmp_path / "srgan_real_x4.safetensors"  # real, once shipped
+    (tmp_path / "srresnet_real_x4.safetensors").write_bytes(b"x")
+    assert choose_shipped(None, 4) == tmp_path / "srresnet_real_x4.safetensors"  # real, once shipped
     assert choose_shipped("gan", 4) == tmp_path / "srgan_x4.safetensors"
 
 

@@ -8,12 +8,13 @@ from typer.testing import CliRunner
 from srgan_noise.cli import app
 from srgan_noise.config import preset
 from srgan_noise.errors import UserError
-from srgan_noise.generator import Generator
+from srgan_noise.generator import Generator, build_generator
 from srgan_noise.weights import load_generator, save_generator
 
 
-def test_round_trip_ready_for_inference(tmp_path):
-    generator = Generator(preset("tiny", scale=2))
+@pytest.mark.parametrize("name", ["tiny", "fast"])
+def test_round_trip_ready_for_inference(tmp_path, name):
+    generator = build_generator(preset(name, scale=2))
     save_generator(generator, tmp_path / "g.safetensors")
     loaded = load_generator(tmp_path / "g.safetensors")
     assert loaded.config == generator.config and not loaded.training
