@@ -22,7 +22,7 @@ from srgan_noise.generator import Generator, SubPixelGenerator, build_generator
 # gan and psnr: the bicubic protocol's GAN and MSE generators, for benchmarks;
 # fast: the `fast` preset (a sub-pixel network on the LR grid), MSE-trained, for speed on a CPU.
 WEIGHTS_FOLDER = Path(__file__).resolve().parent / "pretrained"
-SHIPPED = {"real": "srgan_real_x{scale}.safetensors", "gan": "srgan_x{scale}.safetensors",
+SHIPPED = {"real": "srresnet_real_x{scale}.safetensors", "gan": "srgan_x{scale}.safetensors",
            "psnr": "srresnet_x{scale}.safetensors", "fast": "fast_x{scale}.safetensors"}
 UPSCALE_DEFAULTS = ("real", "gan")  # srgan upscale without --model: the first of these shipped at the scale
 SCALES = (2, 4, 8)
