@@ -213,7 +213,8 @@ class AutoEncoderDiscriminator(nn.Module):
         """-> codes (B, 4c * H/8 * W/8), which the pulling-away term and feature
         matching use, and energies (B,)."""
         if x.shape[-2] % 8 or x.shape[-1] % 8:
-            raise ValueError(f"the auto-encoder discriminator needs sides that are multiples of 8, got {tuple(x.shape[-2:])}")
+            raise ValueError(f"the auto-encoder discriminator needs sides that are multiples of 8, "
+                             f"got {tuple(x.shape[-2:])}")
         h = x if self.reference is None else self.reference.prepend(x)
         codes = self.encoder(2 * h - 1)
         reconstruction = (torch.tanh(self.decoder(codes)[-x.shape[0]:].float()) + 1) / 2

@@ -301,7 +301,8 @@ def train_toy(config: ToyConfig) -> ToyRun:
     data_rng = torch.Generator().manual_seed(config.seed)
     nets = build_toy_nets(config)
     if config.d_norm == "virtual":  # VBN's fixed reference batch, from a stream apart from the data's
-        nets.discriminator.reference.set(sample_mixture(config.mixture, config.batch_size, reference_stream(config.seed)))
+        reference = sample_mixture(config.mixture, config.batch_size, reference_stream(config.seed))
+        nets.discriminator.reference.set(reference)
     snapshot_steps = {round(i * config.steps / (config.snapshots - 1)) for i in range(config.snapshots)}
     records, snapshots, window = [], {}, WindowMeans()
     window_start = time.perf_counter()

@@ -198,11 +198,13 @@ def test_train_ebgan_with_virtual_batch_norm_then_resume(tmp_path, image_folder)
     state = load_checkpoint(out)
     model = state["config"]["model"]
     assert (model["d_norm"], model["d_reference_size"], model["d_autoencoder"]) == ("virtual", 3, True)
-    assert (state["config"]["loss"], state["config"]["ebgan_margin"], state["config"]["pt_weight"]) == ("ebgan", 0.05, 0.1)
+    saved = state["config"]
+    assert (saved["loss"], saved["ebgan_margin"], saved["pt_weight"]) == ("ebgan", 0.05, 0.1)
     assert state["discriminator"]["reference.batch"].shape == (3, 3, 16, 16)
     again = run("train", "--resume", out, "--steps", 4, "--no-progress")
     assert again.exit_code == 0, again.output
-    assert torch.equal(load_checkpoint(out)["discriminator"]["reference.batch"], state["discriminator"]["reference.batch"])
+    reference = state["discriminator"]["reference.batch"]
+    assert torch.equal(load_checkpoint(out)["discriminator"]["reference.batch"], reference)
 
 
 def test_resume_a_run_saved_with_d_batch_norm(tmp_path, image_folder):

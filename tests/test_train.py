@@ -479,7 +479,8 @@ def test_ebgan_gradients_reach_both_players(tmp_path, overrides):
 def test_pulling_away_term_changes_the_generator_update(tmp_path):
     updated = []
     for pt_weight in (0.0, 1.0):
-        cfg = config(tmp_path, noise="none", loss="ebgan", pt_weight=pt_weight, model=preset("tiny", d_autoencoder=True))
+        cfg = config(tmp_path, noise="none", loss="ebgan", pt_weight=pt_weight,
+                     model=preset("tiny", d_autoencoder=True))
         nets = nets_for(cfg)
         gan_step(nets, batches(), 0, cfg, null)
         updated.append(torch.cat([p.detach().flatten() for p in nets.generator.parameters()]))
@@ -504,9 +505,11 @@ def test_virtual_batch_norm_trains_the_discriminator(tmp_path):
     (dict(loss="ebgan", model=preset("tiny", d_autoencoder=True), patch_size=20),
      "--loss ebgan needs a --patch-size that is a multiple of 8 .*got 20"),
     (dict(loss="ebgan", model=preset("tiny", d_autoencoder=True), ebgan_margin=0.0), "--ebgan-margin must be > 0"),
-    (dict(loss="ebgan", model=preset("tiny", d_autoencoder=True), ebgan_margin=-1.0), "--ebgan-margin must be a number >= 0"),
+    (dict(loss="ebgan", model=preset("tiny", d_autoencoder=True), ebgan_margin=-1.0),
+     "--ebgan-margin must be a number >= 0"),
     (dict(pt_weight=0.1), "--pt-weight .* has no effect with --loss non-saturating"),
-    (dict(loss="ebgan", model=preset("tiny", d_autoencoder=True), label_smoothing=True), "needs a loss with a real target"),
+    (dict(loss="ebgan", model=preset("tiny", d_autoencoder=True), label_smoothing=True),
+     "needs a loss with a real target"),
 ])
 def test_invalid_ebgan_config(tmp_path, overrides, message):
     with pytest.raises(UserError, match=message):
