@@ -24,9 +24,12 @@ from srgan_noise.images import list_images, load_rgb
 SAMPLE_TRAIN = ("astronaut", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina", "cat")
 SAMPLE_VAL = ("chelsea",)
 # How training LR patches are made. bicubic-mixed: each patch, at random, antialiased bicubic (PIL's,
-# the SR protocol) or bicubic without antialiasing (OpenCV's INTER_CUBIC, on which ESPCN and FSRCNN's
-# published models were trained), so one model serves both.
+# the SR protocol) or, with probability ALIASED_SHARE, bicubic without antialiasing (OpenCV's
+# INTER_CUBIC, on which ESPCN and FSRCNN's published models were trained), so one model serves both.
 DEGRADATIONS = ("bicubic", "bicubic-mixed", "realistic")
+# The harder case gets the larger share: 600 more steps of the fast preset at 3/4 after 8000 at 1/2
+# cost 0.18 dB on antialiased LR and gained 0.12 dB on OpenCV's (Set5 x4), where it lagged the peers.
+ALIASED_SHARE = 0.75
 
 
 def load_folder(folder: Path) -> list[torch.Tensor]:
@@ -73,7 +76,8 @@ def mod_crop(image: torch.Tensor, scale: int) -> torch.Tensor:
 class PatchSampler:
     """Random (LR, HR) patch batches from in-memory HR images; LR by antialiased bicubic
     (`degradation` bicubic), by it or non-antialiased bicubic at random per patch
-    (bicubic-mixed), or by the random realistic chain (degradations.py)."""
+    (bicubic-mixed, ALIASED_SHARE of them non-antialiased), or by the random realistic
+    chain (degradations.py)."""
 
     def __init__(self, images: list[torch.Tensor], patch_size: int, scale: int, source: str,
                  degradation: str = "bicubic") -> None:
@@ -115,7 +119,7 @@ class PatchSampler:
             return degrade_realistic(hr, self.scale, generator), hr
         lr = downscale(hr, self.scale)
         if self.degradation == "bicubic-mixed":
-            aliased = torch.rand(batch_size, generator=generator) < 0.5
+            aliased = torch.rand(batch_size, generator=generator) < ALIASED_SHARE
             lr[aliased] = downscale_with(hr[aliased], self.scale, "bicubic-aliased").clamp(0, 1)
         return lr, hr
 
