@@ -12,7 +12,8 @@
    --vbn-reference patches goes through D with every batch) against batch
    norm, D step and `gan_step`; and `gan_step` with EBGAN's auto-encoder D.
 
-Variants are interleaved and the median of the repeats is reported. --profile
+Variants are interleaved and the median of the repeats is reported (process CPU
+time on the CPU, wall time on CUDA); --only picks some of them. --profile
 prints torch.profiler's table of the Roth D step instead (whole batch, then share).
 
     .venv/bin/python scripts/bench_train_step.py --preset srresnet --batch-size 16 --repeats 5
@@ -78,12 +79,18 @@ def profile_roth(nets: Nets, hr: torch.Tensor, fake: torch.Tensor, share: float)
         print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
 
 
-def timed(function) -> float:
-    start = time.perf_counter()
-    function()
-    if torch.cuda.is_available():
+def timed(function, device: torch.device) -> float:
+    """Seconds of `function`: wall time on CUDA (synchronised), process CPU time on the CPU,
+    which on a shared machine does not count the time other processes hold the cores."""
+    if device.type == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - start
+        start = time.perf_counter()
+        function()
+        torch.cuda.synchronize()
+        return time.perf_counter() - start
+    start = time.process_time()
+    function()
+    return time.process_time() - start
 
 
 def main() -> None:
@@ -96,6 +103,7 @@ def main() -> None:
     parser.add_argument("--vbn-reference", type=int, default=8, help="reference batch of the virtual batch norm variants")
     parser.add_argument("--share", type=float, default=0.25, help="--reg-share of the share variants")
     parser.add_argument("--profile", action="store_true", help="profile the Roth D step instead")
+    parser.add_argument("--only", default="", help="run only the variants whose names contain this (e.g. 'D step')")
     args = parser.parse_args()
 
     device = torch.device(args.device)
@@ -149,36 +157,40 @@ def main() -> None:
         "gan_step, virtual batch norm": lambda: gan_step(virtual, [(lr, hr)], 0, virtual_config, autocast),
         "gan_step, ebgan (auto-encoder D)": lambda: gan_step(ebgan, [(lr, hr)], 0, ebgan_config, autocast),
     }
+    variants = {name: function for name, function in variants.items() if args.only in name}
     for function in variants.values():  # warm-up
         function()
     times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(args.repeats):
         for name, function in variants.items():
-            times[name].append(timed(function))
+            times[name].append(timed(function, device))
     median = {name: statistics.median(values) for name, values in times.items()}
 
+    clock = "wall time" if device.type == "cuda" else "process CPU time"
     print(f"device {device}, preset {args.preset}, batch {args.batch_size}, patch {args.patch_size}, "
-          f"threads {torch.get_num_threads()}, median of {args.repeats}")
+          f"threads {torch.get_num_threads()}, {clock}, median of {args.repeats}")
     for name, value in median.items():
         print(f"  {name:42s} {value * 1000:9.1f} ms")
-    gan_ratio = median["gan_step (noise, monitored)"] / median["bare G+D forward/backward"]
-    roth_ratio = median["D step + Roth"] / median["D step"]
-    lazy_ratio = median["D step + Roth lazy k=4 (4 steps)"] / (4 * median["D step"])
-    print(f"gan_step / bare step:                 {gan_ratio:.3f}x  (goal <= 1.10)")
-    print(f"D step with Roth / without:           {roth_ratio:.3f}x  (goal <= 2.0)")
-    print(f"D step with Roth lazy k=4 / without:  {lazy_ratio:.3f}x  (goal <= 1.3)")
-    share_ratio = median["D step + Roth on a share"] / median["D step"]
-    share_lazy_ratio = median["D step + Roth on a share, k=4 (4 steps)"] / (4 * median["D step"])
-    print(f"D step with Roth on {share:g} of the batch / without:         {share_ratio:.3f}x  (goal <= 2.0)")
-    print(f"D step with Roth on {share:g} of the batch, k=4 / without:    {share_lazy_ratio:.3f}x  (goal <= 1.3)")
-    projection_ratio = median["gan_step, affine projection"] / median["gan_step (noise, monitored)"]
-    print(f"gan_step with affine projection / without: {projection_ratio:.3f}x  (goal <= 1.10)")
-    print(f"D step, virtual batch norm (reference {args.vbn_reference}) / batch norm: "
-          f"{median['D step, virtual batch norm'] / median['D step']:.3f}x")
-    print(f"gan_step, virtual batch norm / batch norm: "
-          f"{median['gan_step, virtual batch norm'] / median['gan_step (noise, monitored)']:.3f}x")
-    print(f"gan_step, ebgan / non-saturating with Ledig's D: "
-          f"{median['gan_step, ebgan (auto-encoder D)'] / median['gan_step (noise, monitored)']:.3f}x")
+    ratios = [  # (what, numerator, denominator, steps in the numerator, goal)
+        ("gan_step / bare step", "gan_step (noise, monitored)", "bare G+D forward/backward", 1, "<= 1.10"),
+        ("D step with Roth / without", "D step + Roth", "D step", 1, "<= 2.0"),
+        ("D step with Roth lazy k=4 / without", "D step + Roth lazy k=4 (4 steps)", "D step", 4, "<= 1.3"),
+        (f"D step with Roth on {share:g} of the batch / without", "D step + Roth on a share", "D step", 1, "<= 2.0"),
+        (f"D step with Roth on {share:g} of the batch, k=4 / without", "D step + Roth on a share, k=4 (4 steps)",
+         "D step", 4, "<= 1.3"),
+        ("gan_step with affine projection / without", "gan_step, affine projection", "gan_step (noise, monitored)",
+         1, "<= 1.10"),
+        (f"D step, virtual batch norm (reference {args.vbn_reference}) / batch norm", "D step, virtual batch norm",
+         "D step", 1, None),
+        ("gan_step, virtual batch norm / batch norm", "gan_step, virtual batch norm", "gan_step (noise, monitored)",
+         1, None),
+        ("gan_step, ebgan / non-saturating with Ledig's D", "gan_step, ebgan (auto-encoder D)",
+         "gan_step (noise, monitored)", 1, None),
+    ]
+    for what, numerator, denominator, steps, goal in ratios:
+        if numerator in median and denominator in median:
+            ratio = median[numerator] / (steps * median[denominator])
+            print(f"{what + ':':58s} {ratio:.3f}x" + (f"  (goal {goal})" if goal else ""))
 
 
 if __name__ == "__main__":
