@@ -87,7 +87,7 @@ def train(
     no_batch_norm: Annotated[bool, typer.Option("--no-batch-norm", help="Generator without BN.")] = False,
     image_skip: Annotated[bool, typer.Option(help="Add the bicubic-upsampled input to G's output (off: Ledig's original).")] = True,
     projection: Annotated[str, typer.Option(help="none | affine: project G's output onto the images whose bicubic downscaling is exactly the input (Sonderby et al. 2016); saved with the weights, so upscale and eval apply it.")] = "none",
-    degradation: Annotated[str, typer.Option(help="How LR training patches are made: bicubic (antialiased, the SR benchmark protocol) | bicubic-mixed (per patch at random: a quarter antialiased, three quarters OpenCV's INTER_CUBIC without antialiasing) | realistic (a random chain per patch: blur, one of six downscalers, Gaussian/Poisson noise, JPEG 30-95; README 'Real photos'). Validation stays bicubic.")] = "bicubic",
+    degradation: Annotated[str, typer.Option(help="How LR training patches are made: bicubic (antialiased, the SR benchmark protocol) | bicubic-mixed (per patch at random: one in ten antialiased, nine in ten OpenCV's INTER_CUBIC without antialiasing, as ESPCN and FSRCNN were trained) | realistic (a random chain per patch: blur, one of six downscalers, Gaussian/Poisson noise, JPEG 30-95; README 'Real photos'). Validation stays bicubic.")] = "bicubic",
     noise: Annotated[str, typer.Option(help="Instance noise: none | constant | linear (sigma0 -> 0).")] = "linear",
     sigma0: Annotated[Optional[float], typer.Option(help="Noise std in [0,1] intensity units [default: 0.1].")] = None,
     noise_steps: Annotated[Optional[int], typer.Option(help="Step where linear noise reaches 0 [default: --steps].")] = None,

@@ -27,9 +27,10 @@ SAMPLE_VAL = ("chelsea",)
 # the SR protocol) or, with probability ALIASED_SHARE, bicubic without antialiasing (OpenCV's
 # INTER_CUBIC, on which ESPCN and FSRCNN's published models were trained), so one model serves both.
 DEGRADATIONS = ("bicubic", "bicubic-mixed", "realistic")
-# The harder case gets the larger share: 600 more steps of the fast preset at 3/4 after 8000 at 1/2
-# cost 0.18 dB on antialiased LR and gained 0.12 dB on OpenCV's (Set5 x4), where it lagged the peers.
-ALIASED_SHARE = 0.75
+# The harder case gets the larger share. The fast preset after 10000 steps (scripts/train_fast.sh's first
+# stage), Set5 x4 PSNR on antialiased / OpenCV LR: share 1/2 29.93 / 28.26 dB, 3/4 29.31 / 28.48, 0.9
+# 28.69 / 28.52 (ESPCN 28.38 / 28.54, FSRCNN 28.40 / 28.48): the peers lead on their own LR, not on ours.
+ALIASED_SHARE = 0.9
 
 
 def load_folder(folder: Path) -> list[torch.Tensor]:
