@@ -445,7 +445,12 @@ def plot_sr(runs: dict[str, list[list[dict[str, Any]]]], path: Path) -> Path:
             axis.plot(steps, values, label=name)
         axis.set_xlabel("step (GAN phase)")
         axis.set_ylabel(label)
-        axis.ticklabel_format(axis="y", useOffset=False)  # values, not "1e-5 + 0.81" offsets
+        if key == "val_ssim":
+            axis.ticklabel_format(axis="y", useOffset=False)  # values, not "1e-5 + 0.81" offsets
+        else:  # log: a drifting run's MSE and high-band ratio reach 30x and 1000x the stable ones'
+            axis.set_yscale("log")
+        if key == "val_hf_ratio":
+            axis.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")  # the real images' fine detail
         axis.grid(alpha=0.3)
         axis.legend(fontsize="small")
     figure.tight_layout()
