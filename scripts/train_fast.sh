@@ -9,7 +9,7 @@
 # Usage: [SCALE=4] scripts/train_fast.sh [steps per stage] [run folder prefix]
 # Resumable: run it again after an interruption and it continues from the stage's last checkpoint.
 # The shipped x4 file was made with the defaults on the shared 2-core CPU, one thread (OMP_NUM_THREADS=1),
-# in about 75 minutes of CPU time for the two stages (srgan_noise/pretrained/README.md).
+# in about an hour of CPU time for the two stages (srgan_noise/pretrained/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scale=${SCALE:-4}

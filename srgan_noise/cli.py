@@ -21,7 +21,7 @@ console = Console(stderr=True)
 
 Device = Annotated[str, typer.Option(help="auto | cpu | cuda")]
 Seed = Annotated[int, typer.Option(help="Seed for weights, data order and noise.")]
-Model = Annotated[str, typer.Option(help="Shipped weights to use when --weights is not given: real (trained on realistic degradations, for photos) | gan (sharper) | psnr (MSE-trained) | fast (the fast preset, about 20x quicker on a CPU); gan and psnr are trained on the bicubic benchmark protocol.")]
+Model = Annotated[str, typer.Option(help="Shipped weights to use when --weights is not given: real (trained on realistic degradations, for photos) | gan (sharper) | psnr (MSE-trained) | fast (the fast preset, about 40x quicker on a CPU); gan and psnr are trained on the bicubic benchmark protocol.")]
 
 
 def _version(value: bool) -> None:
@@ -229,7 +229,7 @@ def upscale(
     inputs: Annotated[list[Path], typer.Argument(help="Image files, and folders of images (their non-image files are skipped with a note).", show_default=False)],
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help="A file for one input file, else a folder [default: NAME_x<scale>.EXT beside each input].")] = None,
     weights: Annotated[Optional[Path], typer.Option(help="Generator weights written by srgan train (RUN/generator.safetensors) [default: the shipped --model at --scale].")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Shipped weights when --weights is not given: real (trained on realistic degradations: blur, resizers, noise, JPEG; for photos) | gan (sharper) | psnr (MSE-trained) | fast (the fast preset, about 20x quicker on a CPU); gan and psnr are trained on the bicubic benchmark protocol [default: real where shipped at the scale, else gan].")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Shipped weights when --weights is not given: real (trained on realistic degradations: blur, resizers, noise, JPEG; for photos) | gan (sharper) | psnr (MSE-trained) | fast (the fast preset, about 40x quicker on a CPU); gan and psnr are trained on the bicubic benchmark protocol [default: real where shipped at the scale, else gan].")] = None,
     scale: Annotated[Optional[int], typer.Option(help="The model's scale, 2 | 4 (| 8), choosing among the shipped weights [default: 4; with --outscale the smallest shipped scale >= it; with --weights the file's].")] = None,
     outscale: Annotated[Optional[float], typer.Option(help="Resize the model's output to round(OUTSCALE x the input size), Pillow bicubic (antialiased when shrinking); from 1 to twice the model's scale. Outputs are named NAME_x<OUTSCALE>.EXT.")] = None,
     tile: Annotated[int, typer.Option(help="LR pixels per tile side, context excluded.")] = 256,
