@@ -29,7 +29,7 @@ SAMPLE_VAL = ("chelsea",)
 DEGRADATIONS = ("bicubic", "bicubic-mixed", "realistic")
 # The harder case gets the larger share. The fast preset after 10000 steps (scripts/train_fast.sh's first
 # stage), Set5 x4 PSNR on antialiased / OpenCV LR: share 1/2 29.93 / 28.26 dB, 3/4 29.31 / 28.48, 0.9
-# 28.69 / 28.52 (ESPCN 28.38 / 28.54, FSRCNN 28.40 / 28.48): the peers lead on their own LR, not on ours.
+# 28.69 / 28.52, and 28.74 / 28.56 after the second (ESPCN 28.38 / 28.54, FSRCNN 28.40 / 28.48).
 ALIASED_SHARE = 0.9
 
 
