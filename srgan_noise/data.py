@@ -118,10 +118,12 @@ class PatchSampler:
         hr = torch.stack(patches).float().div(255)
         if self.degradation == "realistic":
             return degrade_realistic(hr, self.scale, generator), hr
-        lr = downscale(hr, self.scale)
-        if self.degradation == "bicubic-mixed":
-            aliased = torch.rand(batch_size, generator=generator) < ALIASED_SHARE
-            lr[aliased] = downscale_with(hr[aliased], self.scale, "bicubic-aliased").clamp(0, 1)
+        if self.degradation != "bicubic-mixed":
+            return downscale(hr, self.scale), hr
+        aliased = torch.rand(batch_size, generator=generator) < ALIASED_SHARE
+        lr = hr.new_empty(batch_size, 3, self.patch_size // self.scale, self.patch_size // self.scale)
+        lr[~aliased] = downscale(hr[~aliased], self.scale)  # each patch made once, by its own downscaler
+        lr[aliased] = downscale_with(hr[aliased], self.scale, "bicubic-aliased").clamp(0, 1)
         return lr, hr
 
 
