@@ -19,10 +19,14 @@ from srgan_noise.compare import CRITIC_NAME, gan_records
 from srgan_noise.monitor import METRICS_NAME, read_metrics
 
 
-def figures(run: Path, floor: float) -> dict[str, str]:
-    gan = gan_records(read_metrics(run))
-    ssim = [r["val_ssim"] for r in gan]
+def cached_critic(run: Path) -> str:
+    """The critic accuracy `srgan compare` cached in the run, formatted; '' if it has none."""
     critic = run / CRITIC_NAME
+    return f"{json.loads(critic.read_text())['critic']:.3f}" if critic.is_file() else ""
+
+
+def figures(run: Path, gan: list[dict], floor: float) -> dict[str, str]:
+    ssim = [r["val_ssim"] for r in gan]
     return {
         "run": run.name, "GAN windows": str(len(gan)),
         "D(real) / D(fake)": f"{statistics.fmean(r['d_real'] for r in gan):.3f} / "
@@ -33,7 +37,7 @@ def figures(run: Path, floor: float) -> dict[str, str]:
         f"windows SSIM < {floor}": f"{sum(s < floor for s in ssim)} of {len(ssim)}",
         "PSNR median": f"{statistics.median(r['val_psnr'] for r in gan):.2f}",
         "high-band median": f"{statistics.median(r['val_hf_ratio'] for r in gan):.2f}",
-        "critic": f"{json.loads(critic.read_text())['critic']:.3f}" if critic.is_file() else "",
+        "critic": cached_critic(run),
         "s/step": f"{statistics.fmean(r['seconds_per_step'] for r in gan):.2f}",
     }
 
@@ -43,17 +47,16 @@ def main() -> None:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--floor", type=float, default=0.7)
     args = parser.parse_args()
-    runs = sorted(run for run in args.folder.iterdir()
-                  if (run / METRICS_NAME).is_file() and not run.name.startswith("pretrain-")
-                  and any(r.get("phase") == "gan" for r in read_metrics(run)))
+    records = {run: read_metrics(run) for run in sorted(args.folder.iterdir())
+               if (run / METRICS_NAME).is_file() and not run.name.startswith("pretrain-")}
     for start in sorted(args.folder.glob("pretrain-seed*")):
         if (start / METRICS_NAME).is_file():
             last = [r for r in read_metrics(start) if r.get("phase") == "pretrain"][-1]
-            critic = start / CRITIC_NAME
+            critic = cached_critic(start)
             print(f"start ({start.name}, step {last['step']}): SSIM {last['val_ssim']:.3f}, PSNR {last['val_psnr']:.2f}, "
-                  f"high-band {last['val_hf_ratio']:.2f}"
-                  + (f", critic {json.loads(critic.read_text())['critic']:.3f}" if critic.is_file() else ""))
-    rows = [figures(run, args.floor) for run in runs]
+                  f"high-band {last['val_hf_ratio']:.2f}" + (f", critic {critic}" if critic else ""))
+    rows = [figures(run, gan_records(run_records), args.floor) for run, run_records in records.items()
+            if any(r.get("phase") == "gan" for r in run_records)]
     if not rows:
         raise SystemExit(f"{args.folder}: no runs with GAN-phase records")
     print("| " + " | ".join(rows[0]) + " |")
