@@ -291,7 +291,8 @@ def compare(
                                                     "toy instead of SR; noise sigma0 = mode spacing/4, Roth gamma0 = "
                                                     "sigma0^2 (ring 0.19/0.037, grid 0.5/0.25).")] = None,
     out: Annotated[Path, typer.Option(help="Folder for runs, tables and PNGs; finished runs there are reused.")] = Path("runs/compare"),
-    pretrain_steps: Annotated[Optional[int], typer.Option(help="SR: MSE steps per seed, shared by all schedules [default: 300].")] = None,
+    pretrain_steps: Annotated[Optional[int], typer.Option(help="SR: MSE steps per seed, shared by all schedules [default: 300; 0 with --init].")] = None,
+    init: Annotated[Optional[Path], typer.Option(help="SR: generator weights every run starts from (e.g. srgan_noise/pretrained/srresnet_x4.safetensors with --preset small); with --pretrain-steps 0 (its default) each schedule's GAN phase starts from them.")] = None,
     data: Annotated[Optional[list[Path]], typer.Option(help="SR: folder of HR training images; repeat for several [default: scikit-image samples].")] = None,
     val: Annotated[Optional[Path], typer.Option(help="SR: folder of HR validation images (needed with --data).")] = None,
     preset: Annotated[Optional[str], typer.Option(help="SR: tiny | small | srresnet [default: tiny].")] = None,
@@ -311,16 +312,18 @@ def compare(
     from srgan_noise.compare import CompareConfig, compare as run_compare
 
     if toy is not None:
-        _reject_unused("with --toy", pretrain_steps=pretrain_steps, data=data, val=val, preset=preset, scale=scale,
+        _reject_unused("with --toy", pretrain_steps=pretrain_steps, init=init, data=data, val=val, preset=preset, scale=scale,
                        batch_size=batch_size, patch_size=patch_size, log_every=log_every, critic_steps=critic_steps,
                        projection=projection, content=content, adv_weight=adv_weight)
+    if init is not None and pretrain_steps is None:
+        pretrain_steps = 0
     given = {"pretrain_steps": pretrain_steps, "preset": preset, "scale": scale, "batch_size": batch_size,
              "patch_size": patch_size, "log_every": log_every, "critic_steps": critic_steps,
              "projection": projection, "content": content, "adv_weight": adv_weight}
     config = CompareConfig(
         schedules=tuple(name.strip() for name in schedules.split(",") if name.strip()), seeds=seeds, out=str(out),
         toy=toy, steps=steps, data=tuple(str(folder) for folder in data) if data else None,
-        val=str(val) if val else None, train=train, device=device, progress=progress,
+        val=str(val) if val else None, init=str(init) if init else None, train=train, device=device, progress=progress,
         **{name: value for name, value in given.items() if value is not None},
     )
     paths = run_compare(config)

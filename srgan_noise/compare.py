@@ -5,8 +5,9 @@ Markdown/CSV table and a PNG of the discriminator curves and quality metrics."""
 from __future__ import annotations
 
 import csv
-import io
 import dataclasses
+import hashlib
+import io
 import json
 import math
 import shutil
@@ -81,6 +82,9 @@ class CompareConfig:
     toy: str | None = None  # ring | grid: the 2-D toy instead of the SR task
     steps: int | None = None  # GAN steps; None: DEFAULT_STEPS
     pretrain_steps: int = 300  # SR: MSE steps, once per seed, shared by all schedules
+    # SR: generator weights every run starts from (the shipped PSNR model, say); with pretrain_steps 0
+    # each schedule's GAN phase starts from them directly, with no shared pre-training run.
+    init: str | None = None
     data: tuple[str, ...] | None = None  # SR: HR training folders; None: scikit-image samples
     val: str | None = None  # SR: HR validation folder (needed with data)
     preset: str = "tiny"
@@ -112,8 +116,11 @@ class CompareConfig:
             raise UserError(f"--toy must be one of {', '.join(MIXTURES)}")
         if self.steps is not None and self.steps < 1:
             raise UserError("--steps must be at least 1")
-        if self.pretrain_steps < 1:
-            raise UserError("--pretrain-steps must be at least 1 (every schedule starts from the same pre-trained G)")
+        if self.pretrain_steps < (0 if self.init is not None else 1):
+            raise UserError("--pretrain-steps must be at least 1 (every schedule starts from the same pre-trained G), "
+                            "or 0 with --init")
+        if self.init is not None and self.toy is not None:
+            raise UserError("--init is for the SR task")
         if self.content not in ("mse", "l1", "none"):
             raise UserError(f"--content must be one of mse, l1, none, got {self.content!r}")
         if self.toy is not None and not self.train:
@@ -174,17 +181,17 @@ def compare_sr(config: CompareConfig) -> list[Path]:
     out = Path(config.out)
     base = TrainConfig(
         data=config.data, val=config.val, model=preset(config.preset, scale=config.scale, projection=config.projection),
-        **PLAIN, content=config.content, adv_weight=config.adv_weight,
+        **PLAIN, content=config.content, adv_weight=config.adv_weight, init=config.init,
         steps=config.gan_steps, pretrain_steps=config.pretrain_steps, batch_size=config.batch_size,
         patch_size=config.patch_size, log_every=config.log_every,
         checkpoint_every=config.log_every * math.ceil(100 / config.log_every), device=config.device,
         progress=config.progress,
     )
     pretrained: list[Path | None] = []
-    for seed in range(config.seeds):
+    for seed in range(config.seeds if config.pretrain_steps else 0):
         pretrain_config = dataclasses.replace(base, out=str(out / f"pretrain-seed{seed}"), seed=seed, steps=0)
         pretrained.append(run_or_reuse(pretrain_config) if config.train else existing_run(pretrain_config))
-    if not any(pretrained):
+    if config.pretrain_steps and not any(pretrained):
         raise UserError(f"{out}: no runs with these settings yet; run the command without --no-train first")
     runs: dict[str, list[list[dict[str, Any]]]] = {}
     for name in config.schedules:
@@ -197,14 +204,21 @@ def compare_sr(config: CompareConfig) -> list[Path]:
                 if run is not None and any(r.get("phase") == "gan" for r in read_metrics(run)):
                     runs[name].append(with_critic(run, run_config, config.critic_steps))
                 continue
-            if not (Path(run_config.out) / CHECKPOINT_NAME).exists():
+            if pretrained and not (Path(run_config.out) / CHECKPOINT_NAME).exists():
                 start_from(pretrained[seed], run_config)
             run = run_or_reuse(run_config)
             runs[name].append(with_critic(run, run_config, config.critic_steps))
     runs = {name: records for name, records in runs.items() if records}
-    done = [run for run in pretrained if run is not None]
-    rows = [{"schedule": "mse-pretrain", "seeds": len(done),
-             **summarise([with_critic(run, base, config.critic_steps) for run in done], pretrain_figures)}]
+    if pretrained:
+        done = [run for run in pretrained if run is not None]
+        rows = [{"schedule": "mse-pretrain", "seeds": len(done),
+                 **summarise([with_critic(run, base, config.critic_steps) for run in done], pretrain_figures)}]
+    elif runs:  # --init: the weights' own figures, as the runs recorded them at step 0
+        start = next(record for records in runs.values() for record in records[0] if record["phase"] == "init")
+        critic = start_critic(base, out, config.critic_steps)
+        rows = [{"schedule": "init", "seeds": 1, **summarise([[start, *critic]], pretrain_figures)}]
+    else:
+        raise UserError(f"{out}: no runs with these settings yet; run the command without --no-train first")
     rows += [{"schedule": name + unfinished(records, config), "seeds": len(records), **summarise(records, sr_figures)}
              for name, records in runs.items()]
     tables = write_tables(rows, SR_COLUMNS, out / "compare", sr_notes(config))
@@ -256,16 +270,40 @@ def with_critic(run: Path, config: TrainConfig, steps: int) -> list[dict[str, An
         saved = json.loads(cache.read_text())
         if saved["step"] == step and saved.get("critic_steps") == steps:
             return [*records, saved]
+    generator = load_generator(run / GENERATOR_WEIGHTS, resolve_device(config.device))
+    record = {"phase": "critic", "step": step, "critic_steps": steps, **critic_test(generator, config, steps)}
+    write_text_atomic(cache, json.dumps(record) + "\n")
+    return [*records, record]
+
+
+def start_critic(config: TrainConfig, out: Path, steps: int) -> list[dict[str, Any]]:
+    """[the critic record of config.init's generator] (as with_critic's, cached in
+    <out>/init-critic.json with the weights' SHA-256), or [] when steps is 0."""
+    if steps == 0:
+        return []
+    weights = Path(config.init)
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    cache = out / "init-critic.json"
+    if cache.is_file():
+        saved = json.loads(cache.read_text())
+        if saved.get("sha256") == digest and saved.get("critic_steps") == steps and saved.get("val") == config.val:
+            return [saved]
+    generator = load_generator(weights, resolve_device(config.device))
+    record = {"phase": "critic", "step": 0, "critic_steps": steps, "sha256": digest, "val": config.val,
+              **critic_test(generator, config, steps)}
+    write_text_atomic(cache, json.dumps(record) + "\n")
+    return [record]
+
+
+def critic_test(generator: torch.nn.Module, config: TrainConfig, steps: int) -> dict[str, float]:
+    """{"critic": accuracy, "critic_se": its standard error} of the critic two-sample test (its
+    critic trained `steps` steps) of generator's outputs on config's validation images."""
     scale = config.model.scale
     images = load_samples(SAMPLE_VAL) if config.val is None else load_folder(Path(config.val))
-    generator = load_generator(run / GENERATOR_WEIGHTS, resolve_device(config.device))
     pairs = validation_pairs(images, scale)
     sr = [quantize(super_resolve(generator, lr[0])) for lr, _ in pairs]
     test = critic_accuracy(sr, [hr[0] for _, hr in pairs], steps=steps, border=scale)
-    record = {"phase": "critic", "step": step, "critic_steps": steps, "critic": test.accuracy,
-              "critic_se": test.standard_error}
-    write_text_atomic(cache, json.dumps(record) + "\n")
-    return [*records, record]
+    return {"critic": test.accuracy, "critic_se": test.standard_error}
 
 
 def saved_settings(saved: dict[str, Any]) -> dict[str, Any]:
@@ -332,8 +370,8 @@ def sr_figures(records: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def pretrain_figures(records: list[dict[str, Any]]) -> dict[str, float]:
-    """The pre-trained generator's validation figures (the GAN phase's start)."""
-    last = [r for r in records if r.get("phase") == "pretrain"][-1]
+    """The pre-trained (or --init) generator's validation figures (the GAN phase's start)."""
+    last = [r for r in records if r.get("phase") in ("pretrain", "init")][-1]
     return {**{f"{name}_{when}": last.get(f"val_{name}", math.nan)
                for name in VAL_FIGURES for when in ("final", "tail")}, "critic": critic_of(records)}
 
@@ -406,8 +444,11 @@ def write_tables(rows: list[dict[str, Any]], columns: list[Column], stem: Path, 
 def sr_notes(config: CompareConfig) -> str:
     regime = (f"content {config.content} + {config.adv_weight:g} x adversarial"
               + (", affine projection" if config.projection == "affine" else ""))
+    start = f"{config.pretrain_steps} MSE steps per seed shared by every schedule"
+    if config.init is not None:
+        start = f"from {config.init}" + (f", {start}" if config.pretrain_steps else " (the init row)")
     return (f"SR x{config.scale}, preset {config.preset}, {regime}, data {' + '.join(config.data or ('scikit-image samples',))}, "
-            f"val {config.val or 'chelsea'}; {config.pretrain_steps} MSE steps per seed shared by every schedule, "
+            f"val {config.val or 'chelsea'}; {start}, "
             f"then {config.gan_steps} GAN steps, batch {config.batch_size}, windows of {config.log_every} steps. "
             "Cells: mean ± std over seeds. final: at the last step; tail: mean over the last quarter of the GAN "
             "windows. MSE on Y in [0, 255]. high-band: SR's spectral power above the LR Nyquist over HR's (1.0: as "
@@ -461,10 +502,11 @@ def plot_sr(runs: dict[str, list[list[dict[str, Any]]]], path: Path) -> Path:
 
 
 def mean_curve(runs: list[list[dict[str, Any]]], key: str) -> tuple[list[int], list[float]]:
-    """GAN-phase steps and the mean over seeds of records[key] (last pre-training record included as the start)."""
+    """GAN-phase steps and the mean over seeds of records[key] (the last pre-training or --init
+    record included as the start)."""
     per_seed = []
     for records in runs:
-        records = [r for r in records if r.get("phase") in ("pretrain", "gan")]  # not the critic's
+        records = [r for r in records if r.get("phase") in ("pretrain", "init", "gan")]  # not the critic's
         gan_start = next((i for i, r in enumerate(records) if r.get("phase") == "gan"), len(records))
         per_seed.append({r["step"]: r.get(key, math.nan) for r in records[max(0, gan_start - 1):]})
     steps = sorted(set.intersection(*(set(seed) for seed in per_seed)))

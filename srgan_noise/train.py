@@ -502,6 +502,9 @@ def _train_holding(config: TrainConfig, resume: bool, world: World, device: torc
 
     val_pairs = [(lr.contiguous(memory_format=torch.channels_last), hr) for lr, hr in val_pairs]
     log = MetricsLog(run, resume_step=step if resume else None) if world.is_main else None
+    if log is not None and not resume and config.init is not None and val_pairs:
+        # Where --init's weights start from, so the curves and `srgan compare` show the GAN phase's start.
+        log.write({"step": 0, "phase": "init", **evaluate(generator, val_pairs, config.model.scale, device)[0]})
     window, window_start = WindowMeans(), time.perf_counter()
     progress = _progress(config) if config.progress and world.is_main else contextlib.nullcontext()
     try:
