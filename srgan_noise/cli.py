@@ -292,7 +292,7 @@ def compare(
                                                     "sigma0^2 (ring 0.19/0.037, grid 0.5/0.25).")] = None,
     out: Annotated[Path, typer.Option(help="Folder for runs, tables and PNGs; finished runs there are reused.")] = Path("runs/compare"),
     pretrain_steps: Annotated[Optional[int], typer.Option(help="SR: MSE steps per seed, shared by all schedules [default: 300; 0 with --init].")] = None,
-    init: Annotated[Optional[Path], typer.Option(help="SR: generator weights every run starts from (e.g. srgan_noise/pretrained/srresnet_x4.safetensors with --preset small); with --pretrain-steps 0 (its default) each schedule's GAN phase starts from them.")] = None,
+    init: Annotated[Optional[Path], typer.Option(help="SR: generator weights every run starts from (e.g. srgan_noise/pretrained/srresnet_x4.safetensors), which fix the generator's architecture (--preset then sets D's); with --pretrain-steps 0 (its default then) each schedule's GAN phase starts from them.")] = None,
     data: Annotated[Optional[list[Path]], typer.Option(help="SR: folder of HR training images; repeat for several [default: scikit-image samples].")] = None,
     val: Annotated[Optional[Path], typer.Option(help="SR: folder of HR validation images (needed with --data).")] = None,
     preset: Annotated[Optional[str], typer.Option(help="SR: tiny | small | srresnet [default: tiny].")] = None,
@@ -301,6 +301,7 @@ def compare(
     patch_size: Annotated[Optional[int], typer.Option(help="SR: HR patch side [default: 64].")] = None,
     log_every: Annotated[Optional[int], typer.Option(help="SR: steps per window (validation at each) [default: 25].")] = None,
     projection: Annotated[Optional[str], typer.Option(help="SR: none | affine: every run's generator ends with the affine projection [default: none].")] = None,
+    d_norm: Annotated[Optional[str], typer.Option(help="SR: the discriminator's normalisation in every run whose schedule does not set it: batch | virtual | none [default: batch].")] = None,
     content: Annotated[Optional[str], typer.Option(help="SR: G's content term in the GAN phase: mse | l1 | none (the adversarial term alone) [default: mse].")] = None,
     adv_weight: Annotated[Optional[float], typer.Option(help="SR: weight of the adversarial term [default: 1e-3].")] = None,
     critic_steps: Annotated[Optional[int], typer.Option(help="SR: train steps of the critic two-sample test of each run's final generator on the validation images (0: skip it) [default: 400, about 20 s a run].")] = None,
@@ -314,12 +315,12 @@ def compare(
     if toy is not None:
         _reject_unused("with --toy", pretrain_steps=pretrain_steps, init=init, data=data, val=val, preset=preset, scale=scale,
                        batch_size=batch_size, patch_size=patch_size, log_every=log_every, critic_steps=critic_steps,
-                       projection=projection, content=content, adv_weight=adv_weight)
+                       projection=projection, d_norm=d_norm, content=content, adv_weight=adv_weight)
     if init is not None and pretrain_steps is None:
         pretrain_steps = 0
     given = {"pretrain_steps": pretrain_steps, "preset": preset, "scale": scale, "batch_size": batch_size,
              "patch_size": patch_size, "log_every": log_every, "critic_steps": critic_steps,
-             "projection": projection, "content": content, "adv_weight": adv_weight}
+             "projection": projection, "d_norm": d_norm, "content": content, "adv_weight": adv_weight}
     config = CompareConfig(
         schedules=tuple(name.strip() for name in schedules.split(",") if name.strip()), seeds=seeds, out=str(out),
         toy=toy, steps=steps, data=tuple(str(folder) for folder in data) if data else None,

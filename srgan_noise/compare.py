@@ -20,7 +20,7 @@ import torch
 
 from srgan_noise.atomic import atomic_path, write_text_atomic
 from srgan_noise.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
-from srgan_noise.config import preset
+from srgan_noise.config import D_NORMS, ModelConfig, preset
 from srgan_noise.errors import UserError
 from srgan_noise.monitor import METRICS_NAME, read_metrics
 from srgan_noise.toy import (MIXTURE_STD, MIXTURES, MODE_SPACING, TOY_GAMMA0, TOY_SIGMA0, ToyConfig, ToyRun,
@@ -29,7 +29,7 @@ from srgan_noise.data import SAMPLE_VAL, load_folder, load_samples, validation_p
 from srgan_noise.evaluate import super_resolve
 from srgan_noise.metrics import quantize
 from srgan_noise.realism import CRITIC_STEPS, critic_accuracy
-from srgan_noise.train import GENERATOR_WEIGHTS, TrainConfig, resolve_device, train
+from srgan_noise.train import GENERATOR_FIELDS, GENERATOR_WEIGHTS, TrainConfig, resolve_device, train
 from srgan_noise.weights import load_generator
 
 # Schedule name -> the fields it sets, on a plain GAN (no noise, no regulariser,
@@ -91,6 +91,7 @@ class CompareConfig:
     scale: int = 4
     # SR: the regime every schedule's GAN phase runs in (TrainConfig's fields of the same names)
     projection: str = "none"  # none | affine
+    d_norm: str = "batch"  # the discriminator's normalisation (ModelConfig.d_norm) where a schedule does not set it
     content: str = "mse"  # mse | l1 | none (vgg needs weights compare does not take)
     adv_weight: float = 1e-3
     batch_size: int = 8
@@ -121,6 +122,8 @@ class CompareConfig:
                             "or 0 with --init")
         if self.init is not None and self.toy is not None:
             raise UserError("--init is for the SR task")
+        if self.d_norm not in D_NORMS:
+            raise UserError(f"--d-norm must be one of {', '.join(D_NORMS)}, got {self.d_norm!r}")
         if self.content not in ("mse", "l1", "none"):
             raise UserError(f"--content must be one of mse, l1, none, got {self.content!r}")
         if self.toy is not None and not self.train:
@@ -177,10 +180,20 @@ def schedule_config(base: TrainConfig, spec: str) -> TrainConfig:
     return dataclasses.replace(base, **fields, model=model)
 
 
+def regime_model(config: CompareConfig) -> ModelConfig:
+    """Every run's architecture before its schedule: the preset's, with the regime's projection and D
+    normalisation; with --init the generator's fields are the weights file's (the preset sets D)."""
+    model = preset(config.preset, scale=config.scale, projection=config.projection, d_norm=config.d_norm)
+    if config.init is None:
+        return model
+    weights = load_generator(Path(config.init)).config
+    return dataclasses.replace(model, **{name: getattr(weights, name) for name in GENERATOR_FIELDS})
+
+
 def compare_sr(config: CompareConfig) -> list[Path]:
     out = Path(config.out)
     base = TrainConfig(
-        data=config.data, val=config.val, model=preset(config.preset, scale=config.scale, projection=config.projection),
+        data=config.data, val=config.val, model=regime_model(config),
         **PLAIN, content=config.content, adv_weight=config.adv_weight, init=config.init,
         steps=config.gan_steps, pretrain_steps=config.pretrain_steps, batch_size=config.batch_size,
         patch_size=config.patch_size, log_every=config.log_every,
@@ -443,7 +456,8 @@ def write_tables(rows: list[dict[str, Any]], columns: list[Column], stem: Path, 
 
 def sr_notes(config: CompareConfig) -> str:
     regime = (f"content {config.content} + {config.adv_weight:g} x adversarial"
-              + (", affine projection" if config.projection == "affine" else ""))
+              + (", affine projection" if config.projection == "affine" else "")
+              + (f", D norm {config.d_norm}" if config.d_norm != "batch" else ""))
     start = f"{config.pretrain_steps} MSE steps per seed shared by every schedule"
     if config.init is not None:
         start = f"from {config.init}" + (f", {start}" if config.pretrain_steps else " (the init row)")

@@ -290,21 +290,25 @@ def test_no_train_tabulates_the_runs_as_far_as_they_got(tmp_path, image_folder):
 
 
 def test_init_starts_every_schedule_from_the_weights_without_pretraining(tmp_path, image_folder):
-    """--init with no pre-training: each schedule's GAN phase starts from the weights file, whose
-    own figures (recorded by train at step 0) and critic make the first row."""
+    """--init with no pre-training: each schedule's GAN phase starts from the weights file (its
+    architecture too), whose own figures (recorded by train at step 0) and critic make the first row."""
     from srgan_noise.train import train
 
     source = train(TrainConfig(out=str(tmp_path / "source"), data=(str(image_folder),), val=str(image_folder),
-                               model=preset("tiny"), steps=0, pretrain_steps=2, batch_size=2, patch_size=32,
+                               model=preset("tiny", batch_norm=False), steps=0, pretrain_steps=2, batch_size=2,
+                               patch_size=32,
                                log_every=2, checkpoint_every=2, device="cpu", progress=False))
     weights = str(source / "generator.safetensors")
     config = CompareConfig(schedules=("none", "noise-constant@0.05"), seeds=1, out=str(tmp_path / "c"),
-                           data=(str(image_folder),), val=str(image_folder), init=weights,
+                           data=(str(image_folder),), val=str(image_folder), init=weights, d_norm="none",
                            **{**TINY, "pretrain_steps": 0, "critic_steps": 5})
     _, table, _ = compare(config)
     rows = read_csv(table)
     assert [row[0] for row in rows[1:]] == ["init", "none", "noise-constant@0.05"]
     assert not list((tmp_path / "c").glob("pretrain-seed*"))
+    # The generator's architecture is the file's (no batch norm, unlike the tiny preset); D's the regime's.
+    saved = TrainConfig.from_dict(load_checkpoint(tmp_path / "c" / "none-seed0")["config"])
+    assert (saved.model.batch_norm, saved.model.d_norm, saved.init) == (False, "none", weights)
     none, noise = read_metrics(tmp_path / "c" / "none-seed0"), read_metrics(tmp_path / "c" / "noise-constant@0.05-seed0")
     assert [r["step"] for r in none] == [0, 2, 4] and none[0]["phase"] == "init" and none[0] == noise[0]
     source_end = read_metrics(source)[-1]
