@@ -16,6 +16,7 @@ from typing import Any, Callable, ContextManager
 
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from srgan_noise.atomic import existing_ancestor, remove_leftovers
 from srgan_noise.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
@@ -87,6 +88,9 @@ class TrainConfig:
     # random initialisation, so a GAN phase (--pretrain-steps 0) need not redo the MSE phase.
     init: str | None = None
     adv_weight: float = 1e-3
+    # Decay of an exponential moving average of G's weights over the GAN phase (Real-ESRGAN's 0.999),
+    # which validation and the weights files then use; 0: off, the last iterate.
+    ema: float = 0.0
     d_steps: int = 1
     steps: int = 200  # GAN steps (with the rest of the defaults: a ~2 minute CPU demo)
     pretrain_steps: int = 300  # MSE steps before the GAN phase
@@ -125,6 +129,8 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise UserError(f"--{name.replace('_', '-')} must be a number >= 0, got {value}")
+        if not isinstance(self.ema, (int, float)) or not 0 <= self.ema < 1:
+            raise UserError(f"--ema must be a number in [0, 1) (0: off), got {self.ema}")
         if not isinstance(self.reg_share, (int, float)) or not 0 < self.reg_share <= 1:
             raise UserError(f"--reg-share must be a number in (0, 1], got {self.reg_share}")
         if self.label_smoothing and self.loss not in ("non-saturating", "saturating", "lsgan"):
@@ -203,6 +209,7 @@ class Nets:
     history_g: HistoricalAverage | None = None
     history_d: HistoricalAverage | None = None
     vgg: torch.nn.Module | None = None  # the frozen VGG54 feature extractor of --content vgg
+    ema: AveragedModel | None = None  # G's moving average over the GAN phase (--ema)
 
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -266,6 +273,8 @@ def gan_step(
     nets.opt_g.step()
     if nets.history_g is not None:
         nets.history_g.update(generator)
+    if nets.ema is not None:  # the first update copies G: the average covers the GAN phase only
+        nets.ema.update_parameters(generator)
     discriminator.requires_grad_(True)
     d_fake = torch.sigmoid(as_logits(config.loss, outputs_fake.detach().float(), config.ebgan_margin)).mean()
 
@@ -387,6 +396,8 @@ def build_nets(model: ModelConfig, config: TrainConfig, device: torch.device) ->
         history_g=HistoricalAverage(generator) if history else None,
         history_d=HistoricalAverage(discriminator) if history else None,
         vgg=load_vgg_loss(Path(config.vgg_weights)).to(device) if config.content == "vgg" else None,
+        ema=AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True)
+        if config.ema > 0 else None,
     )
 
 
@@ -462,7 +473,7 @@ def _train_holding(config: TrainConfig, resume: bool, world: World, device: torc
         # The GAN phase's state may be absent from a checkpoint written in
         # pre-training (srgan compare starts each schedule from one so): it
         # then starts as built, D from the same seeded initialisation.
-        for name in ("discriminator", "opt_pretrain", "opt_g", "opt_d", "history_g", "history_d"):
+        for name in ("discriminator", "opt_pretrain", "opt_g", "opt_d", "history_g", "history_d", "ema"):
             if getattr(nets, name) is not None and name in checkpoint:
                 getattr(nets, name).load_state_dict(checkpoint[name])
         torch.set_rng_state(checkpoint["rng"]["torch"])
@@ -533,8 +544,10 @@ def _train_holding(config: TrainConfig, resume: bool, world: World, device: torc
                           **mean_over_ranks(window.means(), world, device), "seconds_per_step": seconds,
                           "world_size": world.size}
                 panel = None
+                # What the run delivers: G's moving average once the GAN phase has one, else G.
+                delivered = nets.ema.module if nets.ema is not None and gan else generator
                 if val_pairs and world.is_main:
-                    figures, panel = evaluate(generator, val_pairs, config.model.scale, device)
+                    figures, panel = evaluate(delivered, val_pairs, config.model.scale, device)
                     record.update(figures)
                 record = from_main(record, world)  # so every rank stops alike on a non-finite figure
                 bad = first_non_finite(record)
@@ -551,11 +564,12 @@ def _train_holding(config: TrainConfig, resume: bool, world: World, device: torc
                 if world.is_main and (step % config.checkpoint_every == 0 or step == config.total_steps or phase_end):
                     state = {"config": config.to_dict(), "step": step, "rng": rng_states(data_rng, device),
                              "generator": generator.state_dict(), "discriminator": discriminator.state_dict()}
-                    for name in ("opt_pretrain", "opt_g", "opt_d", "history_g", "history_d"):
+                    for name in ("opt_pretrain", "opt_g", "opt_d", "history_g", "history_d", "ema"):
                         if getattr(nets, name) is not None:
                             state[name] = getattr(nets, name).state_dict()
                     save_checkpoint(state, run / CHECKPOINT_NAME)
-                    save_generator(generator, run / GENERATOR_WEIGHTS, {"step": str(step)})
+                    save_generator(delivered, run / GENERATOR_WEIGHTS,
+                                   {"step": str(step), **({"ema": str(config.ema)} if delivered is not generator else {})})
                     if phase_end:
                         save_generator(generator, run / PRETRAIN_WEIGHTS, {"step": str(step)})
                 if bar:

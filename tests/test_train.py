@@ -514,3 +514,47 @@ def test_virtual_batch_norm_trains_the_discriminator(tmp_path):
 def test_invalid_ebgan_config(tmp_path, overrides, message):
     with pytest.raises(UserError, match=message):
         config(tmp_path, **overrides)
+
+
+def test_ema_is_the_moving_average_of_the_gan_phase(tmp_path, image_folder):
+    """--ema d: the weights file holds E_t = d E_{t-1} + (1 - d) G_t over the GAN steps, E_1 = G_1
+    (pre-training is not averaged); the checkpoint's G is the last iterate, and validation scores E."""
+    decay = 0.5
+    common = dict(data=str(image_folder), val=str(image_folder), pretrain_steps=2, steps=3, noise="none",
+                  log_every=1, checkpoint_every=1)
+    plain = train(config(tmp_path, "plain", **common))
+    averaged = train(config(tmp_path, "ema", ema=decay, **common))
+    # The same training (the average is not fed back): every step's G equals the plain run's.
+    assert load_checkpoint(averaged)["generator"].keys() == load_checkpoint(plain)["generator"].keys()
+    for name, value in load_checkpoint(plain)["generator"].items():
+        torch.testing.assert_close(load_checkpoint(averaged)["generator"][name], value, rtol=0, atol=0)
+    # Rebuild the average from the plain run's G after each GAN step (its checkpoints, one a step).
+    iterates = []
+    for steps in (1, 2, 3):
+        run = train(config(tmp_path, f"g{steps}", **{**common, "steps": steps}))
+        iterates.append(dict(load_generator(run / "generator.safetensors").named_parameters()))
+    expected = {name: value.detach().clone() for name, value in iterates[0].items()}
+    for later in iterates[1:]:
+        for name in expected:
+            expected[name] = decay * expected[name] + (1 - decay) * later[name].detach()
+    delivered = dict(load_generator(averaged / "generator.safetensors").named_parameters())
+    for name, value in expected.items():
+        torch.testing.assert_close(delivered[name].detach(), value, rtol=1e-5, atol=1e-7)
+    records = read_metrics(averaged)
+    assert records[1]["val_psnr"] == pytest.approx(read_metrics(plain)[1]["val_psnr"], rel=1e-9)  # pre-training
+    assert records[-1]["val_psnr"] != pytest.approx(read_metrics(plain)[-1]["val_psnr"], rel=1e-6)
+
+
+def test_ema_resumes_exactly(tmp_path, image_folder):
+    common = dict(data=str(image_folder), val=str(image_folder), pretrain_steps=2, noise="none", ema=0.9)
+    whole = train(config(tmp_path, "whole", steps=4, **common))
+    half = train(config(tmp_path, "half", steps=2, **common))
+    train(dataclasses.replace(TrainConfig.from_dict(load_checkpoint(half)["config"]), steps=4), resume=True)
+    for a, b in zip(read_metrics(whole), read_metrics(half), strict=True):
+        assert a["val_psnr"] == pytest.approx(b["val_psnr"], rel=1e-6)
+    assert load_checkpoint(half)["ema"]["n_averaged"].item() == 4
+
+
+def test_ema_decay_is_checked():
+    with pytest.raises(UserError, match=r"--ema must be a number in \[0, 1\)"):
+        TrainConfig(ema=1.0)
