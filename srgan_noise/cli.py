@@ -305,6 +305,7 @@ def compare(
     d_norm: Annotated[Optional[str], typer.Option(help="SR: the discriminator's normalisation in every run whose schedule does not set it: batch | virtual | none [default: batch].")] = None,
     content: Annotated[Optional[str], typer.Option(help="SR: G's content term in the GAN phase: mse | l1 | none (the adversarial term alone) [default: mse].")] = None,
     adv_weight: Annotated[Optional[float], typer.Option(help="SR: weight of the adversarial term [default: 1e-3].")] = None,
+    ema: Annotated[Optional[float], typer.Option(help="SR: decay of G's moving average over the GAN phase, which validation and the critic score (0: off) [default: 0].")] = None,
     critic_steps: Annotated[Optional[int], typer.Option(help="SR: train steps of the critic two-sample test of each run's final generator on the validation images (0: skip it) [default: 400, about 20 s a run].")] = None,
     train: Annotated[bool, typer.Option(help="SR: --no-train tabulates and plots the runs in --out as far as they got, training nothing (a long sweep's progress).")] = True,
     device: Device = "auto",
@@ -316,12 +317,12 @@ def compare(
     if toy is not None:
         _reject_unused("with --toy", pretrain_steps=pretrain_steps, init=init, data=data, val=val, preset=preset, scale=scale,
                        batch_size=batch_size, patch_size=patch_size, log_every=log_every, critic_steps=critic_steps,
-                       projection=projection, d_norm=d_norm, content=content, adv_weight=adv_weight)
+                       projection=projection, d_norm=d_norm, content=content, adv_weight=adv_weight, ema=ema)
     if init is not None and pretrain_steps is None:
         pretrain_steps = 0
     given = {"pretrain_steps": pretrain_steps, "preset": preset, "scale": scale, "batch_size": batch_size,
              "patch_size": patch_size, "log_every": log_every, "critic_steps": critic_steps,
-             "projection": projection, "d_norm": d_norm, "content": content, "adv_weight": adv_weight}
+             "projection": projection, "d_norm": d_norm, "content": content, "adv_weight": adv_weight, "ema": ema}
     config = CompareConfig(
         schedules=tuple(name.strip() for name in schedules.split(",") if name.strip()), seeds=seeds, out=str(out),
         toy=toy, steps=steps, data=tuple(str(folder) for folder in data) if data else None,

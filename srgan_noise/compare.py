@@ -94,6 +94,7 @@ class CompareConfig:
     d_norm: str = "batch"  # the discriminator's normalisation (ModelConfig.d_norm) where a schedule does not set it
     content: str = "mse"  # mse | l1 | none (vgg needs weights compare does not take)
     adv_weight: float = 1e-3
+    ema: float = 0.0  # decay of G's moving average over the GAN phase (0: off)
     batch_size: int = 8
     patch_size: int = 64
     log_every: int = 25
@@ -194,7 +195,7 @@ def compare_sr(config: CompareConfig) -> list[Path]:
     out = Path(config.out)
     base = TrainConfig(
         data=config.data, val=config.val, model=regime_model(config),
-        **PLAIN, content=config.content, adv_weight=config.adv_weight, init=config.init,
+        **PLAIN, content=config.content, adv_weight=config.adv_weight, ema=config.ema, init=config.init,
         steps=config.gan_steps, pretrain_steps=config.pretrain_steps, batch_size=config.batch_size,
         patch_size=config.patch_size, log_every=config.log_every,
         checkpoint_every=config.log_every * math.ceil(100 / config.log_every), device=config.device,
@@ -457,7 +458,8 @@ def write_tables(rows: list[dict[str, Any]], columns: list[Column], stem: Path, 
 def sr_notes(config: CompareConfig) -> str:
     regime = (f"content {config.content} + {config.adv_weight:g} x adversarial"
               + (", affine projection" if config.projection == "affine" else "")
-              + (f", D norm {config.d_norm}" if config.d_norm != "batch" else ""))
+              + (f", D norm {config.d_norm}" if config.d_norm != "batch" else "")
+              + (f", G's moving average (decay {config.ema:g})" if config.ema else ""))
     start = f"{config.pretrain_steps} MSE steps per seed shared by every schedule"
     if config.init is not None:
         start = f"from {config.init}" + (f", {start}" if config.pretrain_steps else " (the init row)")
