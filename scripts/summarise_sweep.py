@@ -55,6 +55,12 @@ def main() -> None:
             critic = cached_critic(start)
             print(f"start ({start.name}, step {last['step']}): SSIM {last['val_ssim']:.3f}, PSNR {last['val_psnr']:.2f}, "
                   f"high-band {last['val_hf_ratio']:.2f}" + (f", critic {critic}" if critic else ""))
+    start = next((r for run_records in records.values() for r in run_records if r.get("phase") == "init"), None)
+    if start is not None:  # `srgan compare --init`: the weights' own figures, recorded at step 0 of every run
+        critic = args.folder / "init-critic.json"
+        critic = f", critic {json.loads(critic.read_text())['critic']:.3f}" if critic.is_file() else ""
+        print(f"start (--init): SSIM {start['val_ssim']:.3f}, PSNR {start['val_psnr']:.2f}, "
+              f"high-band {start['val_hf_ratio']:.2f}{critic}")
     rows = [figures(run, gan_records(run_records), args.floor) for run, run_records in records.items()
             if any(r.get("phase") == "gan" for r in run_records)]
     if not rows:

@@ -127,6 +127,23 @@ def spectral_normalise(module: nn.Module) -> None:
                 setattr(parent, name, spectral_norm(child))
 
 
+def signal_preserving_init(discriminator: "Discriminator", input_mean: float = 0.0) -> None:
+    """He-normal weights for LeakyReLU(0.2), zero biases (the first conv's cancelling an
+    input of constant `input_mean`) and a near-zero last layer (logits start at about 0).
+
+    For a D without normalisation: PyTorch's default init shrinks the signal about
+    sqrt(3)-fold per layer, so after eight convs the biases swamp the input and D's
+    loss sits at ln 2 for hundreds of steps (at Adam 1e-4, a GAN phase's whole length)."""
+    for module in discriminator.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(module.weight, a=0.2, nonlinearity="leaky_relu")
+            nn.init.zeros_(module.bias)
+    first = discriminator.features[0]
+    with torch.no_grad():
+        first.bias.copy_(-input_mean * first.weight.sum((1, 2, 3)))
+    nn.init.normal_(discriminator.head[-1].weight, std=0.01)
+
+
 class Discriminator(nn.Module):
     """(B, 3, H, W) in [0, 1] (any H, W >= 16) -> logits (B,).
 
@@ -134,9 +151,11 @@ class Discriminator(nn.Module):
     second one, LeakyReLU 0.2 and BN (not after the first), then adaptive
     pooling to 6x6 (what a 96x96 patch gives, so Ledig's head is unchanged)
     and a dense head. With config.d_norm "virtual" the BNs are virtual batch
-    norms and inputs must have the reference batch's size (set_reference)."""
+    norms and inputs must have the reference batch's size (set_reference).
+    With d_norm "none" the weights start signal-preserving (signal_preserving_init),
+    for inputs whose mean is about `input_mean` (0.5: images in [0, 1])."""
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, input_mean: float = 0.5) -> None:
         super().__init__()
         self.config = config
         c = config.d_channels
@@ -161,6 +180,8 @@ class Discriminator(nn.Module):
             nn.LeakyReLU(0.2),
             nn.Linear(config.d_dense, 1),
         )
+        if config.d_norm == "none":
+            signal_preserving_init(self, input_mean)
         if config.d_spectral_norm:
             spectral_normalise(self)
 

@@ -281,3 +281,24 @@ def test_autoencoder_spectral_norm_covers_its_transposed_convs():
 def test_autoencoder_refuses_minibatch_discrimination():
     with pytest.raises(UserError, match="minibatch discrimination needs the Ledig discriminator"):
         preset("tiny", d_autoencoder=True, d_minibatch_kernels=4)
+
+
+def test_unnormalised_discriminator_starts_signal_preserving():
+    """d_norm none: He init keeps the input's variation alive through the eight convs (PyTorch's
+    default init leaves about 1e-4 of it, and D's loss sits at ln 2), and the first conv's bias
+    cancels the 0.5 mean of images in [0, 1]."""
+    torch.manual_seed(0)
+    x = torch.rand(8, 3, 64, 64)
+    discriminator = Discriminator(preset("small", d_norm="none"))
+    with torch.no_grad():
+        spread = discriminator.features(x).std(0).mean() / x.std(0).mean()
+        first = discriminator.features[0](torch.full((1, 3, 16, 16), 0.5))
+        logits = discriminator(x)
+    assert spread > 0.1
+    assert first[..., 1:-1, 1:-1].abs().max() < 1e-5
+    assert logits.abs().max() < 0.5  # the near-zero last layer: D starts undecided
+    for module in discriminator.modules():  # the default init, for contrast
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+            module.reset_parameters()
+    with torch.no_grad():
+        assert discriminator.features(x).std(0).mean() / x.std(0).mean() < 0.01
