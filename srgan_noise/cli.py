@@ -119,6 +119,7 @@ def train(
     batch_size: Annotated[int, typer.Option(help="Patches per step over all processes; under torchrun each of the N processes takes batch-size/N.")] = 8,
     patch_size: Annotated[int, typer.Option(help="HR patch side (multiple of the scale).")] = 64,
     lr: Annotated[float, typer.Option(help="Adam learning rate, GAN phase.")] = 1e-4,
+    d_lr: Annotated[Optional[float], typer.Option(help="D's learning rate, GAN phase (higher than G's: the two time-scale rule) [default: --lr].")] = None,
     pretrain_lr: Annotated[float, typer.Option(help="Adam learning rate, MSE phase.")] = 2e-4,
     pretrain_lr_schedule: Annotated[str, typer.Option(help="constant | cosine (from --pretrain-lr down to 0 at the end of pre-training).")] = "constant",
     log_every: Annotated[int, typer.Option(help="Steps per monitoring window (validation at each).")] = 25,
@@ -193,7 +194,7 @@ def train(
             vgg_weights=str(vgg_weights) if vgg_weights else None, adv_weight=adv_weight,
             init=str(init) if init else None, ema=ema, feature_matching=feature_matching,
             historical_averaging=historical_averaging, d_steps=d_steps,
-            batch_size=batch_size, patch_size=patch_size, lr=lr, pretrain_lr=pretrain_lr,
+            batch_size=batch_size, patch_size=patch_size, lr=lr, d_lr=d_lr, pretrain_lr=pretrain_lr,
             pretrain_lr_schedule=pretrain_lr_schedule, log_every=log_every,
             checkpoint_every=checkpoint_every, device=device, amp=amp, sync_batch_norm=sync_batch_norm, seed=seed,
             progress=progress, **{name: value for name, value in unset_or_given.items() if value is not None},
@@ -306,6 +307,7 @@ def compare(
     content: Annotated[Optional[str], typer.Option(help="SR: G's content term in the GAN phase: mse | l1 | none (the adversarial term alone) [default: mse].")] = None,
     adv_weight: Annotated[Optional[float], typer.Option(help="SR: weight of the adversarial term [default: 1e-3].")] = None,
     ema: Annotated[Optional[float], typer.Option(help="SR: decay of G's moving average over the GAN phase, which validation and the critic score (0: off) [default: 0].")] = None,
+    d_lr: Annotated[Optional[float], typer.Option(help="SR: D's learning rate [default: G's, 1e-4].")] = None,
     critic_steps: Annotated[Optional[int], typer.Option(help="SR: train steps of the critic two-sample test of each run's final generator on the validation images (0: skip it) [default: 400, about 20 s a run].")] = None,
     train: Annotated[bool, typer.Option(help="SR: --no-train tabulates and plots the runs in --out as far as they got, training nothing (a long sweep's progress).")] = True,
     device: Device = "auto",
@@ -317,12 +319,12 @@ def compare(
     if toy is not None:
         _reject_unused("with --toy", pretrain_steps=pretrain_steps, init=init, data=data, val=val, preset=preset, scale=scale,
                        batch_size=batch_size, patch_size=patch_size, log_every=log_every, critic_steps=critic_steps,
-                       projection=projection, d_norm=d_norm, content=content, adv_weight=adv_weight, ema=ema)
+                       projection=projection, d_norm=d_norm, content=content, adv_weight=adv_weight, ema=ema, d_lr=d_lr)
     if init is not None and pretrain_steps is None:
         pretrain_steps = 0
     given = {"pretrain_steps": pretrain_steps, "preset": preset, "scale": scale, "batch_size": batch_size,
              "patch_size": patch_size, "log_every": log_every, "critic_steps": critic_steps,
-             "projection": projection, "d_norm": d_norm, "content": content, "adv_weight": adv_weight, "ema": ema}
+             "projection": projection, "d_norm": d_norm, "content": content, "adv_weight": adv_weight, "ema": ema, "d_lr": d_lr}
     config = CompareConfig(
         schedules=tuple(name.strip() for name in schedules.split(",") if name.strip()), seeds=seeds, out=str(out),
         toy=toy, steps=steps, data=tuple(str(folder) for folder in data) if data else None,

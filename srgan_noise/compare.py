@@ -95,6 +95,7 @@ class CompareConfig:
     content: str = "mse"  # mse | l1 | none (vgg needs weights compare does not take)
     adv_weight: float = 1e-3
     ema: float = 0.0  # decay of G's moving average over the GAN phase (0: off)
+    d_lr: float | None = None  # D's learning rate (None: G's, 1e-4)
     batch_size: int = 8
     patch_size: int = 64
     log_every: int = 25
@@ -195,7 +196,7 @@ def compare_sr(config: CompareConfig) -> list[Path]:
     out = Path(config.out)
     base = TrainConfig(
         data=config.data, val=config.val, model=regime_model(config),
-        **PLAIN, content=config.content, adv_weight=config.adv_weight, ema=config.ema, init=config.init,
+        **PLAIN, content=config.content, adv_weight=config.adv_weight, ema=config.ema, d_lr=config.d_lr, init=config.init,
         steps=config.gan_steps, pretrain_steps=config.pretrain_steps, batch_size=config.batch_size,
         patch_size=config.patch_size, log_every=config.log_every,
         checkpoint_every=config.log_every * math.ceil(100 / config.log_every), device=config.device,
@@ -459,7 +460,8 @@ def sr_notes(config: CompareConfig) -> str:
     regime = (f"content {config.content} + {config.adv_weight:g} x adversarial"
               + (", affine projection" if config.projection == "affine" else "")
               + (f", D norm {config.d_norm}" if config.d_norm != "batch" else "")
-              + (f", G's moving average (decay {config.ema:g})" if config.ema else ""))
+              + (f", G's moving average (decay {config.ema:g})" if config.ema else "")
+              + (f", D learning rate {config.d_lr:g}" if config.d_lr is not None else ""))
     start = f"{config.pretrain_steps} MSE steps per seed shared by every schedule"
     if config.init is not None:
         start = f"from {config.init}" + (f", {start}" if config.pretrain_steps else " (the init row)")

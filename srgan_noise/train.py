@@ -97,6 +97,8 @@ class TrainConfig:
     batch_size: int = 8  # the global batch: patches per step over all processes, split evenly among them
     patch_size: int = 64  # HR patch side
     lr: float = 1e-4
+    # D's learning rate, GAN phase (None: lr); higher than G's is Heusel et al. (2017)'s two time-scale rule.
+    d_lr: float | None = None
     pretrain_lr: float = 2e-4
     pretrain_lr_schedule: str = "constant"  # constant | cosine (to 0 at the end of pre-training)
     log_every: int = 25  # steps per monitoring window (validation runs at each)
@@ -129,6 +131,9 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise UserError(f"--{name.replace('_', '-')} must be a number >= 0, got {value}")
+        if self.d_lr is not None and (not isinstance(self.d_lr, (int, float)) or not math.isfinite(self.d_lr)
+                                      or self.d_lr <= 0):
+            raise UserError(f"--d-lr must be a number > 0, got {self.d_lr}")
         if not isinstance(self.ema, (int, float)) or not 0 <= self.ema < 1:
             raise UserError(f"--ema must be a number in [0, 1) (0: off), got {self.ema}")
         if not isinstance(self.reg_share, (int, float)) or not 0 < self.reg_share <= 1:
@@ -392,7 +397,7 @@ def build_nets(model: ModelConfig, config: TrainConfig, device: torch.device) ->
         discriminator,
         opt_pretrain=torch.optim.Adam(generator.parameters(), lr=config.pretrain_lr),
         opt_g=gan_optimizer(generator.parameters()),
-        opt_d=gan_optimizer(discriminator.parameters()),
+        opt_d=gan_optimizer(discriminator.parameters(), lr=config.d_lr if config.d_lr is not None else config.lr),
         history_g=HistoricalAverage(generator) if history else None,
         history_d=HistoricalAverage(discriminator) if history else None,
         vgg=load_vgg_loss(Path(config.vgg_weights)).to(device) if config.content == "vgg" else None,

@@ -558,3 +558,12 @@ def test_ema_resumes_exactly(tmp_path, image_folder):
 def test_ema_decay_is_checked():
     with pytest.raises(UserError, match=r"--ema must be a number in \[0, 1\)"):
         TrainConfig(ema=1.0)
+
+
+def test_d_lr_sets_the_discriminators_learning_rate_alone(tmp_path):
+    nets = nets_for(config(tmp_path, lr=1e-4, d_lr=4e-4))
+    assert [group["lr"] for group in nets.opt_d.param_groups] == [4e-4]
+    assert [group["lr"] for group in nets.opt_g.param_groups] == [1e-4]
+    assert [group["lr"] for group in nets_for(config(tmp_path, lr=3e-4)).opt_d.param_groups] == [3e-4]
+    with pytest.raises(UserError, match="--d-lr must be a number > 0"):
+        config(tmp_path, d_lr=0.0)
