@@ -308,7 +308,8 @@ def compare(
     adv_weight: Annotated[Optional[float], typer.Option(help="SR: weight of the adversarial term [default: 1e-3].")] = None,
     ema: Annotated[Optional[float], typer.Option(help="SR: decay of G's moving average over the GAN phase, which validation and the critic score (0: off) [default: 0].")] = None,
     d_lr: Annotated[Optional[float], typer.Option(help="SR: D's learning rate [default: G's, 1e-4].")] = None,
-    critic_steps: Annotated[Optional[int], typer.Option(help="SR: train steps of the critic two-sample test of each run's final generator on the validation images (0: skip it) [default: 400, about 20 s a run].")] = None,
+    critic_steps: Annotated[Optional[int], typer.Option(help="SR: train steps of the critic two-sample test of each run's final generator on the validation images (0: skip it) [default: 400; --critic-seeds tests of about 8 s each].")] = None,
+    critic_seeds: Annotated[Optional[int], typer.Option(help="SR: critic tests averaged per run (seeds 0..N-1) [default: 5].")] = None,
     train: Annotated[bool, typer.Option(help="SR: --no-train tabulates and plots the runs in --out as far as they got, training nothing (a long sweep's progress).")] = True,
     device: Device = "auto",
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
@@ -318,12 +319,12 @@ def compare(
 
     if toy is not None:
         _reject_unused("with --toy", pretrain_steps=pretrain_steps, init=init, data=data, val=val, preset=preset, scale=scale,
-                       batch_size=batch_size, patch_size=patch_size, log_every=log_every, critic_steps=critic_steps,
+                       batch_size=batch_size, patch_size=patch_size, log_every=log_every, critic_steps=critic_steps, critic_seeds=critic_seeds,
                        projection=projection, d_norm=d_norm, content=content, adv_weight=adv_weight, ema=ema, d_lr=d_lr)
     if init is not None and pretrain_steps is None:
         pretrain_steps = 0
     given = {"pretrain_steps": pretrain_steps, "preset": preset, "scale": scale, "batch_size": batch_size,
-             "patch_size": patch_size, "log_every": log_every, "critic_steps": critic_steps,
+             "patch_size": patch_size, "log_every": log_every, "critic_steps": critic_steps, "critic_seeds": critic_seeds,
              "projection": projection, "d_norm": d_norm, "content": content, "adv_weight": adv_weight, "ema": ema, "d_lr": d_lr}
     config = CompareConfig(
         schedules=tuple(name.strip() for name in schedules.split(",") if name.strip()), seeds=seeds, out=str(out),
@@ -344,7 +345,8 @@ def eval_(
     scale: Annotated[int, typer.Option(help="Must match the generator's scale.")] = 4,
     bicubic: Annotated[bool, typer.Option("--bicubic", help="Also score the bicubic baseline (PIL bicubic up from the same LR input).")] = False,
     degradation: Annotated[str, typer.Option(help="How the LR inputs are made from the HR images: pil-bicubic (the standard protocol) | pil-lanczos | pil-box | cv-area | cv-cubic | cv-linear (OpenCV's, no antialiasing) | jpeg75 | noise5 (pil-bicubic, then JPEG quality 75 / Gaussian noise sigma 5 of 255) | realistic (one draw of the training chain per image, seeded by its pixels).")] = "pil-bicubic",
-    critic: Annotated[bool, typer.Option("--critic", help="Also run the critic two-sample test per method: a fresh small discriminator learns to tell HR from SR patches; its held-out accuracy (0.5: indistinguishable). About 20 s a method on a CPU.")] = False,
+    critic: Annotated[bool, typer.Option("--critic", help="Also run the critic two-sample test per method: a fresh small discriminator learns to tell HR from SR patches; its held-out accuracy (0.5: indistinguishable), the mean of --critic-seeds tests. About 8 s a test on a CPU.")] = False,
+    critic_seeds: Annotated[Optional[int], typer.Option(help="With --critic: critic tests averaged per method, each its own split and initialisation (one test's accuracy moves by about 0.06 between seeds); ± is the standard error of their mean [default: 5].")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Folder to write results.csv and results.json [default: print only].")] = None,
     html: Annotated[Optional[Path], typer.Option(help="Folder to write index.html: a self-contained page with a before/after slider and zoom per image between any two methods and HR, and the table.")] = None,
     device: Device = "auto",
@@ -359,9 +361,12 @@ def eval_(
     from srgan_noise.evaluate import EvalConfig, evaluate, results_table
     from srgan_noise.realism import CRITIC_STEPS
 
+    if not critic:
+        _reject_unused("without --critic", critic_seeds=critic_seeds)
     config = EvalConfig(data=str(data), weights=str(weights) if weights else None, model=model, scale=scale,
                         bicubic=bicubic, degradation=degradation,
-                        critic_steps=CRITIC_STEPS if critic else 0, out=str(out) if out else None, html=html,
+                        critic_steps=CRITIC_STEPS if critic else 0,
+                        **({"critic_seeds": critic_seeds} if critic_seeds is not None else {}), out=str(out) if out else None, html=html,
                         device=device)
     with Progress(console=console, transient=True, disable=not (progress and console.is_terminal)) as bar:
         task = bar.add_task("images", total=None)

@@ -28,7 +28,7 @@ from srgan_noise.toy import (MIXTURE_STD, MIXTURES, MODE_SPACING, TOY_GAMMA0, TO
 from srgan_noise.data import SAMPLE_VAL, load_folder, load_samples, validation_pairs
 from srgan_noise.evaluate import super_resolve
 from srgan_noise.metrics import quantize
-from srgan_noise.realism import CRITIC_STEPS, critic_accuracy
+from srgan_noise.realism import CRITIC_SEEDS, CRITIC_STEPS, repeated_critic_accuracy
 from srgan_noise.train import GENERATOR_FIELDS, GENERATOR_WEIGHTS, TrainConfig, resolve_device, train
 from srgan_noise.weights import load_generator
 
@@ -100,6 +100,7 @@ class CompareConfig:
     patch_size: int = 64
     log_every: int = 25
     critic_steps: int = CRITIC_STEPS  # SR: the critic test of each run's final generator (0: not run)
+    critic_seeds: int = CRITIC_SEEDS  # SR: critic tests averaged per run
     # SR: False tabulates and plots the runs in `out` as far as they got and trains nothing,
     # to look at a sweep that takes several sessions while it is under way.
     train: bool = True
@@ -111,8 +112,8 @@ class CompareConfig:
             schedule_fields(spec)  # a clear error for an unknown name or a bad strength
         if not self.schedules or len(set(self.schedules)) != len(self.schedules):
             raise UserError("--schedules must name at least one schedule, each once")
-        if self.critic_steps < 0:
-            raise UserError("--critic-steps must be >= 0")
+        if self.critic_steps < 0 or self.critic_seeds < 1:
+            raise UserError("--critic-steps must be >= 0 and --critic-seeds >= 1")
         if self.seeds < 1:
             raise UserError("--seeds must be at least 1")
         if self.toy is not None and self.toy not in MIXTURES:
@@ -217,20 +218,20 @@ def compare_sr(config: CompareConfig) -> list[Path]:
             if not config.train:
                 run = existing_run(run_config)
                 if run is not None and any(r.get("phase") == "gan" for r in read_metrics(run)):
-                    runs[name].append(with_critic(run, run_config, config.critic_steps))
+                    runs[name].append(with_critic(run, run_config, config.critic_steps, config.critic_seeds))
                 continue
             if pretrained and not (Path(run_config.out) / CHECKPOINT_NAME).exists():
                 start_from(pretrained[seed], run_config)
             run = run_or_reuse(run_config)
-            runs[name].append(with_critic(run, run_config, config.critic_steps))
+            runs[name].append(with_critic(run, run_config, config.critic_steps, config.critic_seeds))
     runs = {name: records for name, records in runs.items() if records}
     if pretrained:
         done = [run for run in pretrained if run is not None]
         rows = [{"schedule": "mse-pretrain", "seeds": len(done),
-                 **summarise([with_critic(run, base, config.critic_steps) for run in done], pretrain_figures)}]
+                 **summarise([with_critic(run, base, config.critic_steps, config.critic_seeds) for run in done], pretrain_figures)}]
     elif runs:  # --init: the weights' own figures, as the runs recorded them at step 0
         start = next(record for records in runs.values() for record in records[0] if record["phase"] == "init")
-        critic = start_critic(base, out, config.critic_steps)
+        critic = start_critic(base, out, config.critic_steps, config.critic_seeds)
         rows = [{"schedule": "init", "seeds": 1, **summarise([[start, *critic]], pretrain_figures)}]
     else:
         raise UserError(f"{out}: no runs with these settings yet; run the command without --no-train first")
@@ -272,53 +273,54 @@ def existing_run(config: TrainConfig) -> Path | None:
     return run
 
 
-def with_critic(run: Path, config: TrainConfig, steps: int) -> list[dict[str, Any]]:
+def with_critic(run: Path, config: TrainConfig, steps: int, seeds: int = CRITIC_SEEDS) -> list[dict[str, Any]]:
     """The run's metrics records, then (unless steps is 0) a {"phase": "critic",
     "critic": accuracy, ...} record: the critic two-sample test of the run's final
-    generator on the validation images (realism.critic_accuracy, its critic trained
-    `steps` steps), cached in <run>/critic.json."""
+    generator on the validation images (realism.repeated_critic_accuracy: the mean of
+    `seeds` tests, each critic trained `steps` steps), cached in <run>/critic.json."""
     records = read_metrics(run)
     if steps == 0:
         return records
     cache, step = run / CRITIC_NAME, records[-1]["step"]
+    wanted = {"step": step, "critic_steps": steps, "critic_seeds": seeds}
     if cache.is_file():
         saved = json.loads(cache.read_text())
-        if saved["step"] == step and saved.get("critic_steps") == steps:
+        if {**saved, "critic_seeds": saved.get("critic_seeds", 1)}.items() >= wanted.items():
             return [*records, saved]
     generator = load_generator(run / GENERATOR_WEIGHTS, resolve_device(config.device))
-    record = {"phase": "critic", "step": step, "critic_steps": steps, **critic_test(generator, config, steps)}
+    record = {"phase": "critic", **wanted, **critic_test(generator, config, steps, seeds)}
     write_text_atomic(cache, json.dumps(record) + "\n")
     return [*records, record]
 
 
-def start_critic(config: TrainConfig, out: Path, steps: int) -> list[dict[str, Any]]:
+def start_critic(config: TrainConfig, out: Path, steps: int, seeds: int = CRITIC_SEEDS) -> list[dict[str, Any]]:
     """[the critic record of config.init's generator] (as with_critic's, cached in
     <out>/init-critic.json with the weights' SHA-256), or [] when steps is 0."""
     if steps == 0:
         return []
     weights = Path(config.init)
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    wanted = {"step": 0, "critic_steps": steps, "critic_seeds": seeds, "val": config.val,
+              "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
     cache = out / "init-critic.json"
     if cache.is_file():
         saved = json.loads(cache.read_text())
-        if saved.get("sha256") == digest and saved.get("critic_steps") == steps and saved.get("val") == config.val:
+        if saved.items() >= wanted.items():
             return [saved]
     generator = load_generator(weights, resolve_device(config.device))
-    record = {"phase": "critic", "step": 0, "critic_steps": steps, "sha256": digest, "val": config.val,
-              **critic_test(generator, config, steps)}
+    record = {"phase": "critic", **wanted, **critic_test(generator, config, steps, seeds)}
     write_text_atomic(cache, json.dumps(record) + "\n")
     return [record]
 
 
-def critic_test(generator: torch.nn.Module, config: TrainConfig, steps: int) -> dict[str, float]:
-    """{"critic": accuracy, "critic_se": its standard error} of the critic two-sample test (its
-    critic trained `steps` steps) of generator's outputs on config's validation images."""
+def critic_test(generator: torch.nn.Module, config: TrainConfig, steps: int, seeds: int) -> dict[str, float]:
+    """{"critic": accuracy, "critic_se": its standard error}: the mean of `seeds` critic two-sample
+    tests (critics trained `steps` steps) of generator's outputs on config's validation images."""
     scale = config.model.scale
     images = load_samples(SAMPLE_VAL) if config.val is None else load_folder(Path(config.val))
     pairs = validation_pairs(images, scale)
     sr = [quantize(super_resolve(generator, lr[0])) for lr, _ in pairs]
-    test = critic_accuracy(sr, [hr[0] for _, hr in pairs], steps=steps, border=scale)
-    return {"critic": test.accuracy, "critic_se": test.standard_error}
+    accuracy, error = repeated_critic_accuracy(sr, [hr[0] for _, hr in pairs], seeds, steps=steps, border=scale)
+    return {"critic": accuracy, "critic_se": error}
 
 
 def saved_settings(saved: dict[str, Any]) -> dict[str, Any]:

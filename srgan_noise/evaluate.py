@@ -31,7 +31,7 @@ from srgan_noise.errors import UserError
 from srgan_noise.generator import Generator
 from srgan_noise.images import list_images, load_rgb, pil_to_tensor
 from srgan_noise.metrics import quantize, y_metrics
-from srgan_noise.realism import critic_accuracy, high_band_ratio
+from srgan_noise.realism import CRITIC_SEEDS, high_band_ratio, repeated_critic_accuracy
 from srgan_noise.report import HR, report_html
 from srgan_noise.train import resolve_device
 from srgan_noise.upscale import upscale_fitting_memory
@@ -53,6 +53,7 @@ class EvalConfig:
     bicubic: bool = False  # also score PIL bicubic upscaling
     degradation: str = PROTOCOL  # how the LR inputs are made: a name of degradations.FAMILIES
     critic_steps: int = 0  # > 0: also the critic two-sample test, its critic trained this many steps per method
+    critic_seeds: int = CRITIC_SEEDS  # critic tests averaged per method
     out: str | None = None  # folder for results.csv and results.json; None: nothing written
     html: Path | None = None  # folder for index.html, the visual report (report.py); None: none written
     device: str = "auto"  # auto | cpu | cuda
@@ -62,6 +63,8 @@ class EvalConfig:
             raise UserError(f"--device must be one of auto, cpu, cuda, got {self.device!r}")
         if self.critic_steps < 0:
             raise UserError(f"critic steps must be >= 0, got {self.critic_steps}")
+        if self.critic_seeds < 1:
+            raise UserError(f"--critic-seeds must be at least 1, got {self.critic_seeds}")
         if self.degradation not in FAMILIES:
             raise UserError(f"--degradation must be one of {', '.join(FAMILIES)}, got {self.degradation!r}")
         if self.scale < 2:
@@ -135,10 +138,11 @@ def score(sr: torch.Tensor, hr: torch.Tensor, scale: int) -> tuple[float, float,
 
 def evaluate_images(images: list[tuple[str, torch.Tensor]], scale: int, generator: Generator | None = None,
                     bicubic: bool = False, on_image: ImageDone | None = None, critic_steps: int = 0,
-                    keep_images: bool = False, degradation: str = PROTOCOL) -> EvalResult:
+                    keep_images: bool = False, degradation: str = PROTOCOL,
+                    critic_seeds: int = CRITIC_SEEDS) -> EvalResult:
     """Score named HR images, each (3, H, W) uint8, with the generator and/or the
     bicubic baseline, both given the same LR input made by the `degradation` family;
-    with `critic_steps`, also the critic two-sample test per method;
+    with `critic_steps`, also the critic two-sample test per method (the mean of `critic_seeds` tests);
     with `keep_images`, the 8-bit outputs and HR images in the result, for the report.
     Pure apart from `on_image`; the generator must be in eval mode."""
     if generator is None and not bicubic:
@@ -189,8 +193,9 @@ def evaluate_images(images: list[tuple[str, torch.Tensor]], scale: int, generato
                             "ssim": float(np.mean([row.ssim for row in scores])),
                             "hf_ratio": float(np.mean([row.hf_ratio for row in scores]))}
             if critic_steps:
-                test = critic_accuracy(outputs[method], hr_images, steps=critic_steps, border=scale)
-                mean[method].update(critic=test.accuracy, critic_se=test.standard_error)
+                accuracy, error = repeated_critic_accuracy(outputs[method], hr_images, critic_seeds,
+                                                           steps=critic_steps, border=scale)
+                mean[method].update(critic=accuracy, critic_se=error)
     return EvalResult(rows, mean, scale, weights=None, degradation=degradation,
                       images=kept if keep_images else None)
 
@@ -226,7 +231,8 @@ def evaluate(config: EvalConfig, on_image: ImageDone | None = None) -> EvalResul
                             f"generator; use --scale {generator.config.scale}")
     images = [(path.name, load_rgb(path)) for path in paths]
     result = evaluate_images(images, config.scale, generator, config.bicubic, on_image, config.critic_steps,
-                             keep_images=config.html is not None, degradation=config.degradation)
+                             keep_images=config.html is not None, degradation=config.degradation,
+                             critic_seeds=config.critic_seeds)
     result = replace(result, weights=str(weights) if weights is not None else None)
     if config.out is not None:
         write_results(result, Path(config.out))

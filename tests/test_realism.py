@@ -9,7 +9,7 @@ from kornia.filters import gaussian_blur2d
 from srgan_noise.data import downscale
 from srgan_noise.errors import UserError
 from srgan_noise.metrics import quantize
-from srgan_noise.realism import (critic_accuracy, cosine_learning_rate, high_band_mask, high_band_power,
+from srgan_noise.realism import (critic_accuracy, repeated_critic_accuracy, cosine_learning_rate, high_band_mask, high_band_power,
                                  high_band_ratio, patch_grid)
 
 
@@ -194,3 +194,18 @@ def test_critic_exception():
         critic_accuracy(tiny, tiny, patch=8)
     with pytest.raises(ValueError, match=r"image 0: expected SR and HR \(3, H, W\) of one shape"):
         critic_accuracy([torch.rand(3, 32, 32)], [torch.rand(3, 32, 33)])
+
+
+def test_repeated_critic_is_the_mean_of_its_seeds():
+    hr = [astronaut(size=64)[0]]
+    sr = [blur(hr[0][None], 1.0)[0]]
+    options = dict(patch=16, steps=20, batch=8)
+    single = critic_accuracy(sr, hr, seed=0, **options)
+    assert repeated_critic_accuracy(sr, hr, 1, **options) == (single.accuracy, single.standard_error)
+    accuracies = [critic_accuracy(sr, hr, seed=seed, **options).accuracy for seed in range(3)]
+    mean, error = repeated_critic_accuracy(sr, hr, 3, **options)
+    assert mean == pytest.approx(sum(accuracies) / 3)
+    spread = (sum((a - mean) ** 2 for a in accuracies) / 2) ** 0.5
+    assert error == pytest.approx(spread / 3 ** 0.5)
+    with pytest.raises(ValueError, match="seeds must be at least 1"):
+        repeated_critic_accuracy(sr, hr, 0, **options)
