@@ -97,7 +97,7 @@ def train(
     reg_every: Annotated[Optional[int], typer.Option(help="Apply the regulariser every k-th D step, scaled by k [default: 1].")] = None,
     reg_share: Annotated[Optional[float], typer.Option(help="Compute the regulariser on this share of each batch (its first round(share x batch) real and fake patches), in a forward of its own: about that share of its cost; with D's batch norm each term sees the share as its batch (README 'Cost') [default: 1, the whole batch].")] = None,
     label_smoothing: Annotated[bool, typer.Option("--label-smoothing", help="One-sided: real target 0.9.")] = False,
-    loss: Annotated[str, typer.Option(help="non-saturating | saturating (log(1-D)) | lsgan | hinge | wgan (clipping, RMSProp) | wgan-gp | ebgan (D an auto-encoder whose energy is its reconstruction error; monitored as sigmoid(4 (1 - 2 energy/margin))).")] = "non-saturating",
+    loss: Annotated[str, typer.Option(help="non-saturating | saturating (log(1-D)) | lsgan | hinge | wgan (clipping, RMSProp) | wgan-gp | ebgan (D an auto-encoder whose energy is its reconstruction error; monitored as sigmoid(4 (1 - 2 energy/margin))) | relativistic (relativistic average, ESRGAN's: real more realistic than the average fake).")] = "non-saturating",
     clip: Annotated[Optional[float], typer.Option(help="wgan: clip D weights to [-c, c] [default: 0.01].")] = None,
     gp_weight: Annotated[Optional[float], typer.Option(help="wgan-gp: lambda of (||grad D(x_hat)|| - 1)^2 [default: 10].")] = None,
     ebgan_margin: Annotated[Optional[float], typer.Option(help="ebgan: margin m of max(0, m - energy(fake)), in the energy's units (mean squared error, images in [0, 1]) [default: 0.1].")] = None,
@@ -280,7 +280,7 @@ def upscale(
 @command
 def compare(
     schedules: Annotated[str, typer.Option(help="Comma-separated, from: none, noise-linear, noise-constant, "
-                                                "roth-annealed, roth-constant, label-smoothing, saturating, lsgan, hinge, "
+                                                "roth-annealed, roth-constant, label-smoothing, saturating, lsgan, hinge, relativistic, "
                                                 "wgan, wgan-gp, r1, r2 (gamma/2 E||grad||^2, gamma 2.0 SR), spectral-norm, "
                                                 "minibatch-discrimination, feature-matching, historical-averaging, "
                                                 "virtual-batch-norm, ebgan, ebgan-pt "

@@ -48,6 +48,7 @@ SCHEDULES: dict[str, dict[str, Any]] = {
     "saturating": dict(loss="saturating"),
     "lsgan": dict(loss="lsgan"),
     "hinge": dict(loss="hinge"),
+    "relativistic": dict(loss="relativistic"),
     "wgan": dict(loss="wgan"),
     "wgan-gp": dict(loss="wgan-gp", model=dict(d_norm="none")),
     "r1": dict(reg="r1", gamma_schedule="constant"),

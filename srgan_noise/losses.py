@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-LOSSES = ("non-saturating", "saturating", "lsgan", "hinge", "wgan", "wgan-gp", "ebgan")
+LOSSES = ("non-saturating", "saturating", "lsgan", "hinge", "wgan", "wgan-gp", "relativistic", "ebgan")
 CONTENT_LOSSES = ("mse", "l1", "vgg", "none")
 
 
@@ -26,6 +26,22 @@ def g_loss_non_saturating(logits_fake: torch.Tensor) -> torch.Tensor:
 def g_loss_saturating(logits_fake: torch.Tensor) -> torch.Tensor:
     """log(1 - D(G(z))), the minimax loss, which saturates when D wins."""
     return -F.softplus(logits_fake).mean()
+
+
+def d_loss_relativistic(logits_real: torch.Tensor, logits_fake: torch.Tensor, real_target: float = 1.0) -> torch.Tensor:
+    """Relativistic average GAN (Jolicoeur-Martineau 2018), as ESRGAN uses it: D learns that a real
+    image is more realistic than the average fake, and a fake less than the average real,
+    1/2 [BCE(C(x_r) - E C(x_f), 1) + BCE(C(x_f) - E C(x_r), 0)]."""
+    return 0.5 * (F.binary_cross_entropy_with_logits(logits_real - logits_fake.mean(),
+                                                     torch.full_like(logits_real, real_target))
+                  + F.binary_cross_entropy_with_logits(logits_fake - logits_real.mean(), torch.zeros_like(logits_fake)))
+
+
+def g_loss_relativistic(logits_fake: torch.Tensor, logits_real: torch.Tensor) -> torch.Tensor:
+    """The generator's side of d_loss_relativistic, labels swapped: its gradient flows through both
+    terms (the fakes' average sits in the real term), so G learns from D's view of real images too."""
+    return 0.5 * (F.binary_cross_entropy_with_logits(logits_real - logits_fake.mean(), torch.zeros_like(logits_real))
+                  + F.binary_cross_entropy_with_logits(logits_fake - logits_real.mean(), torch.ones_like(logits_fake)))
 
 
 def d_loss_lsgan(real: torch.Tensor, fake: torch.Tensor, real_target: float = 1.0) -> torch.Tensor:
@@ -91,6 +107,8 @@ def d_loss(kind: str, real: torch.Tensor, fake: torch.Tensor, real_target: float
     """The discriminator's loss for adversarial loss `kind` (one of LOSSES); margin is EBGAN's."""
     if kind in ("non-saturating", "saturating"):
         return d_loss_bce(real, fake, real_target)
+    if kind == "relativistic":
+        return d_loss_relativistic(real, fake, real_target)
     if kind == "lsgan":
         return d_loss_lsgan(real, fake, real_target)
     if kind == "hinge":
@@ -104,8 +122,13 @@ def d_loss(kind: str, real: torch.Tensor, fake: torch.Tensor, real_target: float
     raise ValueError(f"unknown adversarial loss {kind!r}")
 
 
-def g_loss(kind: str, fake: torch.Tensor) -> torch.Tensor:
-    """The generator's adversarial loss for `kind` (one of LOSSES)."""
+def g_loss(kind: str, fake: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
+    """The generator's adversarial loss for `kind` (one of LOSSES); `real`, D's outputs on a real
+    batch, only the relativistic loss uses (and needs)."""
+    if kind == "relativistic":
+        if real is None:
+            raise ValueError("the relativistic loss needs D's outputs on real images")
+        return g_loss_relativistic(fake, real)
     if kind == "non-saturating":
         return g_loss_non_saturating(fake)
     if kind == "saturating":

@@ -88,7 +88,7 @@ class ToyConfig:
             raise UserError("toy minibatch kernels and historical averaging must be >= 0")
         if self.snapshots < 2:
             raise UserError("toy snapshots must be at least 2 (the first and the last step)")
-        if self.label_smoothing and self.loss not in ("non-saturating", "saturating", "lsgan"):
+        if self.label_smoothing and self.loss not in ("non-saturating", "saturating", "lsgan", "relativistic"):
             raise UserError(f"toy label smoothing needs a loss with a real target, not {self.loss}")
         if (self.loss == "ebgan") != self.d_autoencoder:
             raise UserError("toy loss ebgan and the auto-encoder discriminator go together")
@@ -247,7 +247,11 @@ def toy_step(nets: ToyNets, real: torch.Tensor, latent: torch.Tensor, t: int, co
     discriminator.requires_grad_(False)
     features_fake, outputs_fake = discriminator.forward_features(add_instance_noise(generator(latent), sigma))
     outputs_fake = outputs_fake.squeeze(1)
-    loss_g = g_loss(config.loss, outputs_fake)
+    outputs_real = None
+    if config.loss == "relativistic":  # G's term compares its fakes with D_t's view of real points
+        with torch.no_grad():
+            outputs_real = discriminator(add_instance_noise(real, sigma)).squeeze(1)
+    loss_g = g_loss(config.loss, outputs_fake, outputs_real)
     if config.feature_matching != "none":
         with torch.no_grad():
             features_real, _ = discriminator.forward_features(add_instance_noise(real, sigma))

@@ -138,7 +138,7 @@ class TrainConfig:
             raise UserError(f"--ema must be a number in [0, 1) (0: off), got {self.ema}")
         if not isinstance(self.reg_share, (int, float)) or not 0 < self.reg_share <= 1:
             raise UserError(f"--reg-share must be a number in (0, 1], got {self.reg_share}")
-        if self.label_smoothing and self.loss not in ("non-saturating", "saturating", "lsgan"):
+        if self.label_smoothing and self.loss not in ("non-saturating", "saturating", "lsgan", "relativistic"):
             raise UserError(f"--label-smoothing needs a loss with a real target, not --loss {self.loss}")
         if (self.content == "vgg") != (self.vgg_weights is not None):
             raise UserError(MISSING_WEIGHTS if self.content == "vgg" else
@@ -262,7 +262,11 @@ def gan_step(
         fake = generator(lr)
         features_fake, outputs_fake = discriminator.forward_features(add_instance_noise(fake, sigma))
     loss_content = content_loss(config.content, fake.float(), hr, nets.vgg)
-    loss_adv = g_loss(config.loss, outputs_fake.float())
+    outputs_real = None
+    if config.loss == "relativistic":  # G's term compares its fakes with D_t's view of real images
+        with torch.no_grad(), autocast():
+            outputs_real = discriminator(add_instance_noise(hr, sigma)).float()
+    loss_adv = g_loss(config.loss, outputs_fake.float(), outputs_real)
     if config.feature_matching != "none":
         with torch.no_grad(), autocast():
             features_real, _ = discriminator.forward_features(add_instance_noise(hr, sigma))

@@ -37,8 +37,8 @@ def test_label_smoothing_target():
 
 
 def test_unknown_loss():
-    with pytest.raises(ValueError, match="unknown adversarial loss 'relativistic'"):
-        d_loss("relativistic", REAL, FAKE)
+    with pytest.raises(ValueError, match="unknown adversarial loss 'rsgan'"):
+        d_loss("rsgan", REAL, FAKE)
 
 
 def test_feature_matching_by_hand():
@@ -92,3 +92,27 @@ def test_energies_map_to_logits_around_half_the_margin():
     assert torch.sigmoid(logits[0]).item() == pytest.approx(0.982, abs=1e-3)
     for kind in LOSSES[:-1]:
         assert torch.equal(as_logits(kind, energies, margin=0.1), energies)
+
+
+def test_relativistic_losses_at_chosen_outputs():
+    """Means: real 0.5, fake -1.25. D: BCE(real - (-1.25), 1) and BCE(fake - 0.5, 0), halved; G swaps the labels."""
+    d_real = (softplus(-(2 + 1.25)) + softplus(-(-1 + 1.25))) / 2
+    d_fake = (softplus(0.5 - 0.5) + softplus(-3 - 0.5)) / 2
+    g_real = (softplus(2 + 1.25) + softplus(-1 + 1.25)) / 2
+    g_fake = (softplus(-(0.5 - 0.5)) + softplus(-(-3 - 0.5))) / 2
+    assert d_loss("relativistic", REAL, FAKE).item() == pytest.approx((d_real + d_fake) / 2, rel=1e-6)
+    assert g_loss("relativistic", FAKE, REAL).item() == pytest.approx((g_real + g_fake) / 2, rel=1e-6)
+    with pytest.raises(ValueError, match="needs D's outputs on real images"):
+        g_loss("relativistic", FAKE)
+
+
+def test_relativistic_generator_gradient_flows_through_both_terms():
+    """The fakes' mean sits in the real term, so each fake's gradient has both terms' parts."""
+    fake = FAKE.clone().requires_grad_(True)
+    g_loss("relativistic", fake, REAL).backward()
+    by_hand = torch.zeros(2)
+    for i in range(2):
+        real_term = sum(torch.sigmoid(REAL[j] - FAKE.mean()) * (-1 / 2) for j in range(2)) / 2  # d/dfake_i
+        fake_term = (torch.sigmoid(FAKE[i] - REAL.mean()) - 1) / 2
+        by_hand[i] = (real_term + fake_term) / 2
+    torch.testing.assert_close(fake.grad, by_hand)

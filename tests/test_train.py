@@ -10,6 +10,7 @@ from srgan_noise.checkpoint import load_checkpoint
 from srgan_noise.config import preset
 from srgan_noise.errors import UserError
 from srgan_noise.monitor import read_metrics
+from srgan_noise.losses import g_loss_relativistic
 from srgan_noise.regularisers import roth_omega
 from srgan_noise.train import TrainConfig, build_nets, gan_step, train
 from srgan_noise.weights import load_generator
@@ -567,3 +568,24 @@ def test_d_lr_sets_the_discriminators_learning_rate_alone(tmp_path):
     assert [group["lr"] for group in nets_for(config(tmp_path, lr=3e-4)).opt_d.param_groups] == [3e-4]
     with pytest.raises(UserError, match="--d-lr must be a number > 0"):
         config(tmp_path, d_lr=0.0)
+
+
+def test_relativistic_generator_term_uses_d_on_real_images(tmp_path):
+    """--loss relativistic: G's adversarial term is losses.g_loss_relativistic of D_t on G_t's
+    fakes and on the real batch (with instance noise on both: every D call gets it)."""
+    cfg = config(tmp_path, noise="constant", sigma0=0.1, loss="relativistic",
+                 model=preset("tiny", d_norm="none"))
+    nets = nets_for(cfg)
+    spy = Spy(nets.discriminator)
+    nets = dataclasses.replace(nets, discriminator=spy)
+    (lr, hr), = data = batches()
+    with torch.no_grad():
+        fake = nets.generator(lr)
+    values = gan_step(nets, data, 0, cfg, null)
+    noisy_fake, noisy_real = spy.inputs[:2]  # the G step's two D calls, before D's update
+    torch.testing.assert_close((noisy_real - hr).std(), torch.tensor(0.1), atol=0.03, rtol=0)
+    assert not torch.allclose(noisy_fake, fake + (noisy_real - hr))  # fresh noise per call
+    with torch.no_grad():  # D_t is the spy's D after its update now: rebuild D_t from the same seed
+        d_t = nets_for(cfg).discriminator
+        expected = g_loss_relativistic(d_t(noisy_fake), d_t(noisy_real))
+    assert values["loss_adv"] == pytest.approx(expected.item(), rel=1e-5)
