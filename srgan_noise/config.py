@@ -11,6 +11,10 @@ from srgan_noise.errors import UserError
 
 
 PROJECTIONS = ("none", "affine")
+# The generator's x2 stages: pixel-shuffle (Ledig et al.: a conv to 4c channels, then PixelShuffle) |
+# nearest (ESRGAN's: nearest-neighbour x2, then a conv), which has no weights of its own per sub-pixel
+# position, so adversarial training cannot grow a pattern that repeats every `scale` pixels.
+UPSAMPLES = ("pixel-shuffle", "nearest")
 GENERATORS = ("srresnet", "subpixel")  # generator.SRResNet-style Generator | generator.SubPixelGenerator
 D_NORMS = ("batch", "virtual", "none")  # the discriminator's normalisation layers
 # Sane sizes: a weights file or checkpoint with others is crafted or corrupt, and
@@ -32,6 +36,7 @@ class ModelConfig:
     # residual (BasicSR's MSRResNet): pre-training passes bicubic in a few
     # hundred steps instead of thousands. False is Ledig et al.'s original.
     image_skip: bool = True
+    upsample: str = "pixel-shuffle"  # one of UPSAMPLES
     # none | affine: end with the affine projection (Sønderby et al. 2016) onto the
     # images whose downscaling is exactly the input (projection.py).
     projection: str = "none"
@@ -53,6 +58,8 @@ class ModelConfig:
             raise UserError(f"scale must be 2, 4 or 8, got {self.scale}")
         if self.generator not in GENERATORS:
             raise UserError(f"generator must be one of {', '.join(GENERATORS)}, got {self.generator!r}")
+        if self.upsample not in UPSAMPLES:
+            raise UserError(f"upsample must be one of {', '.join(UPSAMPLES)}, got {self.upsample!r}")
         if self.projection not in PROJECTIONS:
             raise UserError(f"projection must be one of {', '.join(PROJECTIONS)}, got {self.projection!r}")
         if self.d_norm not in D_NORMS:
@@ -67,6 +74,8 @@ class ModelConfig:
         if self.generator == "subpixel" and (self.batch_norm or not self.image_skip):
             raise UserError("the subpixel generator has no batch norm and needs the image skip (it predicts a luma "
                             "residual on the bicubic image)")
+        if self.generator == "subpixel" and self.upsample != "pixel-shuffle":
+            raise UserError("the subpixel generator has no upsampling stages (--upsample is SRResNet's)")
         if self.d_autoencoder and self.d_minibatch_kernels:
             raise UserError("minibatch discrimination needs the Ledig discriminator, not EBGAN's auto-encoder")
 

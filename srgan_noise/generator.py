@@ -71,7 +71,10 @@ class Generator(nn.Module):
         )
         stages = []
         for _ in range(int(math.log2(config.scale))):
-            stages += [nn.Conv2d(c, 4 * c, 3, padding=1), nn.PixelShuffle(2), nn.PReLU(c)]
+            if config.upsample == "nearest":
+                stages += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, c, 3, padding=1), nn.PReLU(c)]
+            else:
+                stages += [nn.Conv2d(c, 4 * c, 3, padding=1), nn.PixelShuffle(2), nn.PReLU(c)]
         self.upsample = nn.Sequential(*stages)
         self.conv_last = nn.Conv2d(c, 3, 9, padding=4)
         self._init_weights()
@@ -208,7 +211,8 @@ def receptive_radius(config: ModelConfig) -> int:
     Tiles overlapping by at least this much (in LR pixels) stitch to exactly the
     untiled output: head 9x9 (4), two 3x3 per block (2), body conv (1), each
     upsampling conv at its LR-equivalent resolution (1, 1/2, 1/4 -> ceil), tail
-    9x9 at HR resolution (4/scale, ceil). The image skip's bicubic reaches
+    9x9 at HR resolution (4/scale, ceil); a nearest stage's conv runs after its x2, at half
+    the reach, which the same ceil covers. The image skip's bicubic reaches
     2 LR pixels, well inside that. The affine projection is not local and not
     counted: tiled inference applies it to the assembled output. The sub-pixel
     generator: one LR pixel per 3x3 conv, and its bicubic's 2 within that."""

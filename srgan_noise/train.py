@@ -410,7 +410,7 @@ def build_nets(model: ModelConfig, config: TrainConfig, device: torch.device) ->
     )
 
 
-GENERATOR_FIELDS = ("generator", "scale", "channels", "blocks", "batch_norm", "image_skip")  # projection has no weights
+GENERATOR_FIELDS = ("generator", "scale", "channels", "blocks", "batch_norm", "image_skip", "upsample")  # projection has no weights
 
 
 def initial_generator(path: Path, model: ModelConfig) -> Generator | SubPixelGenerator:

@@ -44,11 +44,12 @@ def test_config_round_trip():
     assert ModelConfig.from_dict(config.to_dict()) == config
 
 
-@pytest.mark.parametrize("name", ["tiny", "fast"])
+@pytest.mark.parametrize("name", ["tiny", "fast", "tiny-nearest"])
 @pytest.mark.parametrize("scale", [2, 4, 8])
 def test_receptive_radius_bounds_the_influence(scale, name):
     """A pixel change at distance > radius (LR px) leaves the output pixel unchanged."""
-    config = preset(name, scale=scale)
+    name, _, upsample = name.partition("-")
+    config = preset(name, scale=scale, **({"upsample": upsample} if upsample else {}))
     generator = build_generator(config).eval().double()
     radius = receptive_radius(config)
     size = 2 * radius + 9
@@ -302,3 +303,20 @@ def test_unnormalised_discriminator_starts_signal_preserving():
             module.reset_parameters()
     with torch.no_grad():
         assert discriminator.features(x).std(0).mean() / x.std(0).mean() < 0.01
+
+
+
+def test_nearest_upsampling_has_no_per_sub_pixel_weights():
+    """upsample nearest: a constant feature map stays constant through the x2 stages, so no
+    pattern repeats every `scale` output pixels (pixel-shuffle's 4c-channel convs give one)."""
+    for upsample, periodic in (("nearest", False), ("pixel-shuffle", True)):
+        torch.manual_seed(0)
+        generator = Generator(preset("tiny", upsample=upsample, image_skip=False)).eval()
+        with torch.no_grad():
+            out = generator.conv_last(generator.upsample(torch.ones(1, 8, 12, 12)))[..., 8:-8, 8:-8]
+        assert (out.std((-2, -1)).max() > 1e-3) == periodic
+    assert Generator(preset("tiny", upsample="nearest")).upsample[1].out_channels == 8
+    with pytest.raises(UserError, match="upsample must be one of pixel-shuffle, nearest"):
+        preset("tiny", upsample="bilinear")
+    with pytest.raises(UserError, match="the subpixel generator has no upsampling stages"):
+        preset("fast", upsample="nearest")
