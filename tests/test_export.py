@@ -24,8 +24,9 @@ def _weights(tmp_path, **overrides):
     return path
 
 
-def test_onnx_matches_torch_on_odd_sizes_and_batches(tmp_path):
-    weights = _weights(tmp_path)
+@pytest.mark.parametrize("upsample", ["pixel-shuffle", "nearest"])
+def test_onnx_matches_torch_on_odd_sizes_and_batches(tmp_path, upsample):
+    weights = _weights(tmp_path, upsample=upsample)
     difference = export(ExportConfig(weights=str(weights), out=str(tmp_path / "g.onnx")))
     assert difference <= 1e-4
     # a size the check did not use: the graph's height and width are dynamic
