@@ -86,7 +86,7 @@ def train(
     preset: Annotated[str, typer.Option(help="tiny | small | srresnet (16 blocks x 64) | fast (a sub-pixel network on the LR grid, for CPU speed).")] = "small",
     no_batch_norm: Annotated[bool, typer.Option("--no-batch-norm", help="Generator without BN.")] = False,
     image_skip: Annotated[bool, typer.Option(help="Add the bicubic-upsampled input to G's output (off: Ledig's original).")] = True,
-    upsample: Annotated[str, typer.Option(help="G's x2 stages: pixel-shuffle (Ledig's: conv to 4x channels, PixelShuffle) | nearest (ESRGAN's: nearest x2, then conv; no per-sub-pixel weights, so no pattern repeating every 2-4 px).")] = "pixel-shuffle",
+    upsample: Annotated[Optional[str], typer.Option(help="G's x2 stages: pixel-shuffle (Ledig's: conv to 4x channels, PixelShuffle) | nearest (ESRGAN's: nearest x2, then conv; no per-sub-pixel weights, so no pattern repeating every 2-4 px) [default: nearest for tiny, small and srresnet].")] = None,
     projection: Annotated[str, typer.Option(help="none | affine: project G's output onto the images whose bicubic downscaling is exactly the input (Sonderby et al. 2016); saved with the weights, so upscale and eval apply it.")] = "none",
     degradation: Annotated[str, typer.Option(help="How LR training patches are made: bicubic (antialiased, the SR benchmark protocol) | bicubic-mixed (per patch at random: one in ten antialiased, nine in ten OpenCV's INTER_CUBIC without antialiasing, as ESPCN and FSRCNN were trained) | realistic (a random chain per patch: blur, one of six downscalers, Gaussian/Poisson noise, JPEG 30-95; README 'Real photos'). Validation stays bicubic.")] = "bicubic",
     noise: Annotated[str, typer.Option(help="Instance noise: none | constant | linear (sigma0 -> 0).")] = "linear",
@@ -179,7 +179,7 @@ def train(
         if minibatch_discrimination < 0:
             raise UserError(f"--minibatch-discrimination must be >= 0 (0: off), got {minibatch_discrimination}")
         model = make_preset(
-            preset, scale=scale, **({"batch_norm": False} if no_batch_norm else {}), image_skip=image_skip, upsample=upsample, projection=projection,
+            preset, scale=scale, **({"batch_norm": False} if no_batch_norm else {}), image_skip=image_skip, **({"upsample": upsample} if upsample else {}), projection=projection,
             d_norm=d_norm, d_spectral_norm=spectral_norm, d_minibatch_kernels=minibatch_discrimination,
             d_autoencoder=loss == "ebgan", **({"d_reference_size": vbn_reference} if vbn_reference is not None else {}))
         # Options left unset (None) take TrainConfig's defaults, the one place they live.

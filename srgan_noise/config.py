@@ -98,10 +98,12 @@ class ModelConfig:
         return cls(**values)
 
 
+# SRResNet presets upsample by nearest x2 + conv: ModelConfig's default stays pixel-shuffle, what
+# files written before the field existed hold (README "Where the GAN adds detail").
 PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": dict(channels=8, blocks=2, d_channels=8, d_dense=32),
-    "small": dict(channels=32, blocks=6, d_channels=32, d_dense=256),
-    "srresnet": dict(channels=64, blocks=16, d_channels=64, d_dense=1024),
+    "tiny": dict(channels=8, blocks=2, upsample="nearest", d_channels=8, d_dense=32),
+    "small": dict(channels=32, blocks=6, upsample="nearest", d_channels=32, d_dense=256),
+    "srresnet": dict(channels=64, blocks=16, upsample="nearest", d_channels=64, d_dense=1024),
     # For speed on a CPU (about 1/33 of small's multiply-adds a pixel); the D is small's, for a GAN phase.
     "fast": dict(generator="subpixel", channels=16, blocks=4, batch_norm=False, d_channels=32, d_dense=256),
 }

@@ -44,7 +44,7 @@ def test_config_round_trip():
     assert ModelConfig.from_dict(config.to_dict()) == config
 
 
-@pytest.mark.parametrize("name", ["tiny", "fast", "tiny-nearest"])
+@pytest.mark.parametrize("name", ["tiny", "fast", "tiny-pixel-shuffle"])
 @pytest.mark.parametrize("scale", [2, 4, 8])
 def test_receptive_radius_bounds_the_influence(scale, name):
     """A pixel change at distance > radius (LR px) leaves the output pixel unchanged."""
@@ -320,3 +320,10 @@ def test_nearest_upsampling_has_no_per_sub_pixel_weights():
         preset("tiny", upsample="bilinear")
     with pytest.raises(UserError, match="the subpixel generator has no upsampling stages"):
         preset("fast", upsample="nearest")
+
+
+def test_saved_architectures_without_an_upsample_field_are_pixel_shuffle():
+    """Files written before the field existed hold PixelShuffle generators; the presets now make nearest ones."""
+    old = {name: value for name, value in preset("small").to_dict().items() if name != "upsample"}
+    assert ModelConfig.from_dict(old).upsample == "pixel-shuffle" and preset("small").upsample == "nearest"
+    assert preset("fast").upsample == "pixel-shuffle"  # the sub-pixel network has no x2 stages

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def _generator(scale: int = 4, name: str = "tiny") -> Generator:
     """A tiny (or fast) generator in eval mode whose far context matters (full-scale Kaiming
     weights, not the 0.1-scaled init) and whose batch norms are not the identity."""
-    name, _, upsample = name.partition("-")  # "tiny-nearest": the tiny preset with nearest x2 stages
+    name, _, upsample = name.partition("-")  # "tiny-pixel-shuffle": the tiny preset with PixelShuffle stages
     generator = build_generator(preset(name, scale=scale, **({"upsample": upsample} if upsample else {})))
     for module in generator.modules():
         if isinstance(module, torch.nn.Conv2d):
@@ -83,7 +83,7 @@ class Flaky(torch.nn.Module):
     (2, 25, 18, 9, None, 4),
     (8, 12, 17, 5, None, 4),
 ])
-@pytest.mark.parametrize("name", ["tiny", "fast", "tiny-nearest"])
+@pytest.mark.parametrize("name", ["tiny", "fast", "tiny-pixel-shuffle"])
 def test_tiled_equals_untiled(scale, height, width, tile, overlap, batch_tiles, name):
     generator = _generator(scale, name)
     image = torch.rand(3, height, width)
@@ -92,7 +92,7 @@ def test_tiled_equals_untiled(scale, height, width, tile, overlap, batch_tiles, 
     assert (tiled - _untiled(generator, image)).abs().max() <= 1e-4
 
 
-@pytest.mark.parametrize("name", ["tiny", "fast", "tiny-nearest"])
+@pytest.mark.parametrize("name", ["tiny", "fast", "tiny-pixel-shuffle"])
 def test_overlap_below_the_radius_shows_seams(name):
     generator = _generator(name=name)
     image = torch.rand(3, 24, 24)
