@@ -89,7 +89,7 @@ def train(
     upsample: Annotated[Optional[str], typer.Option(help="G's x2 stages: pixel-shuffle (Ledig's: conv to 4x channels, PixelShuffle) | nearest (ESRGAN's: nearest x2, then conv; no per-sub-pixel weights, so no pattern repeating every 2-4 px) [default: nearest for tiny, small and srresnet].")] = None,
     projection: Annotated[str, typer.Option(help="none | affine: project G's output onto the images whose bicubic downscaling is exactly the input (Sonderby et al. 2016); saved with the weights, so upscale and eval apply it.")] = "none",
     degradation: Annotated[str, typer.Option(help="How LR training patches are made: bicubic (antialiased, the SR benchmark protocol) | bicubic-mixed (per patch at random: one in ten antialiased, nine in ten OpenCV's INTER_CUBIC without antialiasing, as ESPCN and FSRCNN were trained) | realistic (a random chain per patch: blur, one of six downscalers, Gaussian/Poisson noise, JPEG 30-95; README 'Real photos'). Validation stays bicubic.")] = "bicubic",
-    noise: Annotated[str, typer.Option(help="Instance noise: none | constant | linear (sigma0 -> 0).")] = "linear",
+    noise: Annotated[str, typer.Option(help="Instance noise: none | constant | linear (sigma0 -> 0).")] = "constant",
     sigma0: Annotated[Optional[float], typer.Option(help="Noise std in [0,1] intensity units [default: 0.1].")] = None,
     noise_steps: Annotated[Optional[int], typer.Option(help="Step where linear noise reaches 0 [default: --steps].")] = None,
     reg: Annotated[str, typer.Option(help="none | roth (analytic instance noise) | r1 (reals) | r2 (fakes): +gamma/2 * penalty on the D loss, R1/R2 = E||grad_x D-logit||^2 (Mescheder's 1/2 convention).")] = "none",
@@ -105,7 +105,7 @@ def train(
     pt_weight: Annotated[Optional[float], typer.Option(help="ebgan: weight of the pulling-away term on D's codes of the fakes in G's loss (EBGAN-PT: 0.1) [default: 0].")] = None,
     spectral_norm: Annotated[bool, typer.Option("--spectral-norm", help="Spectral normalisation on every D conv/linear.")] = False,
     minibatch_discrimination: Annotated[int, typer.Option(help="Minibatch discrimination kernels in D (0: off).")] = 0,
-    d_norm: Annotated[Optional[str], typer.Option(help="D's normalisation: batch | virtual (each example normalised with a fixed reference batch of real patches and itself; Salimans et al. 2016) | none [default: batch, none for wgan-gp].")] = None,
+    d_norm: Annotated[Optional[str], typer.Option(help="D's normalisation: batch | virtual (each example normalised with a fixed reference batch of real patches and itself; Salimans et al. 2016) | none (with batch norm, real and fake batches are normalised apart, which hides from D what differs between them) [default: none].")] = None,
     vbn_reference: Annotated[Optional[int], typer.Option(help="--d-norm virtual: patches in the reference batch [default: 8].")] = None,
     feature_matching: Annotated[str, typer.Option(help="none | replace | add: ||mean f(real) - mean f(fake)||^2 on D's last conv features as G's adversarial term.")] = "none",
     historical_averaging: Annotated[float, typer.Option(help="Weight of ||theta - mean of past theta||^2 for both players (0: off).")] = 0.0,
@@ -173,7 +173,7 @@ def train(
             _reject_unused("without --loss wgan-gp", gp_weight=gp_weight)
         if loss != "ebgan":
             _reject_unused("without --loss ebgan", ebgan_margin=ebgan_margin, pt_weight=pt_weight)
-        d_norm = d_norm or ("none" if loss == "wgan-gp" else "batch")
+        d_norm = d_norm or "none"  # batch norm hides what differs between a real and a fake batch (README)
         if d_norm != "virtual":
             _reject_unused(f"with --d-norm {d_norm}", vbn_reference=vbn_reference)
         if minibatch_discrimination < 0:
@@ -304,7 +304,7 @@ def compare(
     patch_size: Annotated[Optional[int], typer.Option(help="SR: HR patch side [default: 64].")] = None,
     log_every: Annotated[Optional[int], typer.Option(help="SR: steps per window (validation at each) [default: 25].")] = None,
     projection: Annotated[Optional[str], typer.Option(help="SR: none | affine: every run's generator ends with the affine projection [default: none].")] = None,
-    d_norm: Annotated[Optional[str], typer.Option(help="SR: the discriminator's normalisation in every run whose schedule does not set it: batch | virtual | none [default: batch].")] = None,
+    d_norm: Annotated[Optional[str], typer.Option(help="SR: the discriminator's normalisation in every run whose schedule does not set it: batch | virtual | none [default: none].")] = None,
     content: Annotated[Optional[str], typer.Option(help="SR: G's content term in the GAN phase: mse | l1 | none (the adversarial term alone) [default: mse].")] = None,
     adv_weight: Annotated[Optional[float], typer.Option(help="SR: weight of the adversarial term [default: 1e-3].")] = None,
     ema: Annotated[Optional[float], typer.Option(help="SR: decay of G's moving average over the GAN phase, which validation and the critic score (0: off) [default: 0].")] = None,

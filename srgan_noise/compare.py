@@ -92,7 +92,7 @@ class CompareConfig:
     scale: int = 4
     # SR: the regime every schedule's GAN phase runs in (TrainConfig's fields of the same names)
     projection: str = "none"  # none | affine
-    d_norm: str = "batch"  # the discriminator's normalisation (ModelConfig.d_norm) where a schedule does not set it
+    d_norm: str = "none"  # the discriminator's normalisation (ModelConfig.d_norm) where a schedule does not set it
     content: str = "mse"  # mse | l1 | none (vgg needs weights compare does not take)
     adv_weight: float = 1e-3
     ema: float = 0.0  # decay of G's moving average over the GAN phase (0: off)
@@ -462,7 +462,7 @@ def write_tables(rows: list[dict[str, Any]], columns: list[Column], stem: Path, 
 def sr_notes(config: CompareConfig) -> str:
     regime = (f"content {config.content} + {config.adv_weight:g} x adversarial"
               + (", affine projection" if config.projection == "affine" else "")
-              + (f", D norm {config.d_norm}" if config.d_norm != "batch" else "")
+              + f", D norm {config.d_norm}"
               + (f", G's moving average (decay {config.ema:g})" if config.ema else "")
               + (f", D learning rate {config.d_lr:g}" if config.d_lr is not None else ""))
     start = f"{config.pretrain_steps} MSE steps per seed shared by every schedule"

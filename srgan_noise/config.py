@@ -100,12 +100,14 @@ class ModelConfig:
 
 # SRResNet presets upsample by nearest x2 + conv: ModelConfig's default stays pixel-shuffle, what
 # files written before the field existed hold (README "Where the GAN adds detail").
+# Their discriminators have no normalisation: batch norm hid the fakes' noise from D (README, same section).
 PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": dict(channels=8, blocks=2, upsample="nearest", d_channels=8, d_dense=32),
-    "small": dict(channels=32, blocks=6, upsample="nearest", d_channels=32, d_dense=256),
-    "srresnet": dict(channels=64, blocks=16, upsample="nearest", d_channels=64, d_dense=1024),
+    "tiny": dict(channels=8, blocks=2, upsample="nearest", d_channels=8, d_dense=32, d_norm="none"),
+    "small": dict(channels=32, blocks=6, upsample="nearest", d_channels=32, d_dense=256, d_norm="none"),
+    "srresnet": dict(channels=64, blocks=16, upsample="nearest", d_channels=64, d_dense=1024, d_norm="none"),
     # For speed on a CPU (about 1/33 of small's multiply-adds a pixel); the D is small's, for a GAN phase.
-    "fast": dict(generator="subpixel", channels=16, blocks=4, batch_norm=False, d_channels=32, d_dense=256),
+    "fast": dict(generator="subpixel", channels=16, blocks=4, batch_norm=False, d_channels=32, d_dense=256,
+                 d_norm="none"),
 }
 
 

@@ -55,7 +55,7 @@ class TrainConfig:
     degradation: str = "bicubic"
     model: ModelConfig = dataclasses.field(default_factory=lambda: preset("small"))
     # Instance noise: N(0, sigma^2) on real and fake before every D call, images in [0, 1].
-    noise: str = "linear"  # none | constant | linear
+    noise: str = "constant"  # none | constant | linear
     sigma0: float = 0.1
     noise_steps: int | None = None  # linear schedule reaches 0 here; None: the GAN steps
     # D regulariser, + gamma/2 * penalty on the D loss: roth (Roth et al. 2017,

@@ -228,7 +228,7 @@ def test_resume_a_run_saved_with_d_batch_norm(tmp_path, image_folder):
 @pytest.mark.parametrize("args, pattern", [
     (["--pt-weight", "0.1"], r"--pt-weight has no effect without --loss ebgan"),
     (["--ebgan-margin", "0.1", "--loss", "hinge"], r"--ebgan-margin has no effect without --loss ebgan"),
-    (["--vbn-reference", "4"], r"--vbn-reference has no effect with --d-norm batch"),
+    (["--vbn-reference", "4"], r"--vbn-reference has no effect with --d-norm none"),
     (["--d-norm", "layer"], r"d_norm must be one of batch, virtual, none, got 'layer'"),
     (["--loss", "ebgan", "--patch-size", "20"], r"--loss ebgan needs a --patch-size that is a multiple of 8"),
     (["--loss", "ebgan", "--minibatch-discrimination", "4"], r"minibatch discrimination needs the Ledig discriminator"),

@@ -52,7 +52,7 @@ def test_every_schedule_builds_sr_and_toy_configs(name):
     assert sr.model.d_spectral_norm == toy.d_spectral_norm == (name == "spectral-norm")
     assert sr.model.d_minibatch_kernels == toy.d_minibatch_kernels
     assert (sr.model.d_minibatch_kernels > 0) == (name == "minibatch-discrimination")
-    assert sr.model.d_norm == {"wgan-gp": "none", "virtual-batch-norm": "virtual"}.get(name, "batch")
+    assert sr.model.d_norm == {"virtual-batch-norm": "virtual"}.get(name, "none")
     assert toy.d_norm == ("virtual" if name == "virtual-batch-norm" else "none")  # the toy MLP's default: none
     assert sr.model.d_autoencoder == toy.d_autoencoder == (sr.loss == "ebgan") == name.startswith("ebgan")
     assert (sr.pt_weight > 0) == (toy.pt_weight > 0) == (name == "ebgan-pt")

@@ -106,10 +106,11 @@ def test_batch_must_split_evenly(tmp_path):
 
 
 def test_sync_batch_norm_refuses_double_backward_through_bn(tmp_path):
+    batch = {**TINY, "model": preset("tiny", d_norm="batch")}
     with pytest.raises(UserError, match="--sync-batch-norm with --reg roth needs --d-norm none or virtual"):
-        TrainConfig(out=str(tmp_path), reg="roth", sync_batch_norm=True, **TINY)
+        TrainConfig(out=str(tmp_path), reg="roth", sync_batch_norm=True, **batch)
     with pytest.raises(UserError, match="--sync-batch-norm with --loss wgan-gp needs --d-norm none or virtual"):
-        TrainConfig(out=str(tmp_path), loss="wgan-gp", sync_batch_norm=True, **TINY)
+        TrainConfig(out=str(tmp_path), loss="wgan-gp", sync_batch_norm=True, **batch)
     TrainConfig(out=str(tmp_path), reg="roth", sync_batch_norm=True, **{**TINY, "model": preset("tiny", d_norm="none")})
 
 
