@@ -94,7 +94,7 @@ class CompareConfig:
     projection: str = "none"  # none | affine
     d_norm: str = "none"  # the discriminator's normalisation (ModelConfig.d_norm) where a schedule does not set it
     content: str = "mse"  # mse | l1 | none (vgg needs weights compare does not take)
-    adv_weight: float = 1e-3
+    adv_weight: float = 1e-2
     ema: float = 0.0  # decay of G's moving average over the GAN phase (0: off)
     d_lr: float | None = None  # D's learning rate (None: G's, 1e-4)
     batch_size: int = 8

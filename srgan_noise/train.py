@@ -87,7 +87,7 @@ class TrainConfig:
     # G's starting weights: a generator weights file (the shipped PSNR model, say) instead of a
     # random initialisation, so a GAN phase (--pretrain-steps 0) need not redo the MSE phase.
     init: str | None = None
-    adv_weight: float = 1e-3
+    adv_weight: float = 1e-2
     # Decay of an exponential moving average of G's weights over the GAN phase (Real-ESRGAN's 0.999),
     # which validation and the weights files then use; 0: off, the last iterate.
     ema: float = 0.0
