@@ -47,8 +47,8 @@ def main() -> None:
         axis.imshow(crop.permute(1, 2, 0).numpy(), interpolation="nearest")
         title = name
         if name != "ground truth":
-            psnr, ssim = score(image, hr_float, scale)
-            title += f"\n{psnr:.2f} dB / {ssim:.3f} (whole image)"
+            psnr, ssim, high_band = score(image, hr_float, scale)
+            title += f"\n{psnr:.2f} dB / {ssim:.3f} / high-band {high_band:.2f}\n(whole image)"
         axis.set_title(title, fontsize=9)
         axis.axis("off")
     figure.suptitle(f"{args.image.name}, x4, crop {size}x{size} at ({top}, {left})", fontsize=10)
