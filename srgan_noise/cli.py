@@ -179,7 +179,8 @@ def train(
         if minibatch_discrimination < 0:
             raise UserError(f"--minibatch-discrimination must be >= 0 (0: off), got {minibatch_discrimination}")
         model = make_preset(
-            preset, scale=scale, **({"batch_norm": False} if no_batch_norm else {}), image_skip=image_skip, **({"upsample": upsample} if upsample else {}), projection=projection,
+            preset, scale=scale, **({"batch_norm": False} if no_batch_norm else {}), image_skip=image_skip,
+            **({"upsample": upsample} if upsample else {}), projection=projection,
             d_norm=d_norm, d_spectral_norm=spectral_norm, d_minibatch_kernels=minibatch_discrimination,
             d_autoencoder=loss == "ebgan", **({"d_reference_size": vbn_reference} if vbn_reference is not None else {}))
         # Options left unset (None) take TrainConfig's defaults, the one place they live.
@@ -281,7 +282,8 @@ def upscale(
 @command
 def compare(
     schedules: Annotated[str, typer.Option(help="Comma-separated, from: none, noise-linear, noise-constant, "
-                                                "roth-annealed, roth-constant, label-smoothing, saturating, lsgan, hinge, relativistic, "
+                                                "roth-annealed, roth-constant, label-smoothing, saturating, lsgan, hinge, "
+                                                "relativistic, "
                                                 "wgan, wgan-gp, r1, r2 (gamma/2 E||grad||^2, gamma 2.0 SR), spectral-norm, "
                                                 "minibatch-discrimination, feature-matching, historical-averaging, "
                                                 "virtual-batch-norm, ebgan, ebgan-pt "
@@ -304,6 +306,7 @@ def compare(
     patch_size: Annotated[Optional[int], typer.Option(help="SR: HR patch side [default: 64].")] = None,
     log_every: Annotated[Optional[int], typer.Option(help="SR: steps per window (validation at each) [default: 25].")] = None,
     projection: Annotated[Optional[str], typer.Option(help="SR: none | affine: every run's generator ends with the affine projection [default: none].")] = None,
+    upsample: Annotated[Optional[str], typer.Option(help="SR: the generator's x2 stages, nearest | pixel-shuffle [default: the preset's, nearest].")] = None,
     d_norm: Annotated[Optional[str], typer.Option(help="SR: the discriminator's normalisation in every run whose schedule does not set it: batch | virtual | none [default: none].")] = None,
     content: Annotated[Optional[str], typer.Option(help="SR: G's content term in the GAN phase: mse | l1 | none (the adversarial term alone) [default: mse].")] = None,
     adv_weight: Annotated[Optional[float], typer.Option(help="SR: weight of the adversarial term [default: 1e-2].")] = None,
@@ -319,14 +322,16 @@ def compare(
     from srgan_noise.compare import CompareConfig, compare as run_compare
 
     if toy is not None:
-        _reject_unused("with --toy", pretrain_steps=pretrain_steps, init=init, data=data, val=val, preset=preset, scale=scale,
-                       batch_size=batch_size, patch_size=patch_size, log_every=log_every, critic_steps=critic_steps, critic_seeds=critic_seeds,
-                       projection=projection, d_norm=d_norm, content=content, adv_weight=adv_weight, ema=ema, d_lr=d_lr)
+        _reject_unused("with --toy", pretrain_steps=pretrain_steps, init=init, data=data, val=val, preset=preset,
+                       scale=scale, batch_size=batch_size, patch_size=patch_size, log_every=log_every,
+                       critic_steps=critic_steps, critic_seeds=critic_seeds, projection=projection, upsample=upsample,
+                       d_norm=d_norm, content=content, adv_weight=adv_weight, ema=ema, d_lr=d_lr)
     if init is not None and pretrain_steps is None:
         pretrain_steps = 0
     given = {"pretrain_steps": pretrain_steps, "preset": preset, "scale": scale, "batch_size": batch_size,
-             "patch_size": patch_size, "log_every": log_every, "critic_steps": critic_steps, "critic_seeds": critic_seeds,
-             "projection": projection, "d_norm": d_norm, "content": content, "adv_weight": adv_weight, "ema": ema, "d_lr": d_lr}
+             "patch_size": patch_size, "log_every": log_every, "critic_steps": critic_steps,
+             "critic_seeds": critic_seeds, "projection": projection, "upsample": upsample, "d_norm": d_norm,
+             "content": content, "adv_weight": adv_weight, "ema": ema, "d_lr": d_lr}
     config = CompareConfig(
         schedules=tuple(name.strip() for name in schedules.split(",") if name.strip()), seeds=seeds, out=str(out),
         toy=toy, steps=steps, data=tuple(str(folder) for folder in data) if data else None,
@@ -367,7 +372,8 @@ def eval_(
     config = EvalConfig(data=str(data), weights=str(weights) if weights else None, model=model, scale=scale,
                         bicubic=bicubic, degradation=degradation,
                         critic_steps=CRITIC_STEPS if critic else 0,
-                        **({"critic_seeds": critic_seeds} if critic_seeds is not None else {}), out=str(out) if out else None, html=html,
+                        **({"critic_seeds": critic_seeds} if critic_seeds is not None else {}),
+                        out=str(out) if out else None, html=html,
                         device=device)
     with Progress(console=console, transient=True, disable=not (progress and console.is_terminal)) as bar:
         task = bar.add_task("images", total=None)

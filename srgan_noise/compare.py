@@ -92,6 +92,7 @@ class CompareConfig:
     scale: int = 4
     # SR: the regime every schedule's GAN phase runs in (TrainConfig's fields of the same names)
     projection: str = "none"  # none | affine
+    upsample: str | None = None  # the generator's x2 stages (ModelConfig.upsample; None: the preset's)
     d_norm: str = "none"  # the discriminator's normalisation (ModelConfig.d_norm) where a schedule does not set it
     content: str = "mse"  # mse | l1 | none (vgg needs weights compare does not take)
     adv_weight: float = 1e-2
@@ -126,6 +127,8 @@ class CompareConfig:
                             "or 0 with --init")
         if self.init is not None and self.toy is not None:
             raise UserError("--init is for the SR task")
+        if self.init is not None and self.upsample is not None:
+            raise UserError("--upsample has no effect with --init (the generator's architecture is the file's)")
         if self.d_norm not in D_NORMS:
             raise UserError(f"--d-norm must be one of {', '.join(D_NORMS)}, got {self.d_norm!r}")
         if self.content not in ("mse", "l1", "none"):
@@ -187,7 +190,8 @@ def schedule_config(base: TrainConfig, spec: str) -> TrainConfig:
 def regime_model(config: CompareConfig) -> ModelConfig:
     """Every run's architecture before its schedule: the preset's, with the regime's projection and D
     normalisation; with --init the generator's fields are the weights file's (the preset sets D)."""
-    model = preset(config.preset, scale=config.scale, projection=config.projection, d_norm=config.d_norm)
+    model = preset(config.preset, scale=config.scale, projection=config.projection, d_norm=config.d_norm,
+                   **({"upsample": config.upsample} if config.upsample is not None else {}))
     if config.init is None:
         return model
     weights = load_generator(Path(config.init)).config
@@ -198,7 +202,8 @@ def compare_sr(config: CompareConfig) -> list[Path]:
     out = Path(config.out)
     base = TrainConfig(
         data=config.data, val=config.val, model=regime_model(config),
-        **PLAIN, content=config.content, adv_weight=config.adv_weight, ema=config.ema, d_lr=config.d_lr, init=config.init,
+        **PLAIN, content=config.content, adv_weight=config.adv_weight, ema=config.ema, d_lr=config.d_lr,
+        init=config.init,
         steps=config.gan_steps, pretrain_steps=config.pretrain_steps, batch_size=config.batch_size,
         patch_size=config.patch_size, log_every=config.log_every,
         checkpoint_every=config.log_every * math.ceil(100 / config.log_every), device=config.device,
@@ -229,7 +234,8 @@ def compare_sr(config: CompareConfig) -> list[Path]:
     if pretrained:
         done = [run for run in pretrained if run is not None]
         rows = [{"schedule": "mse-pretrain", "seeds": len(done),
-                 **summarise([with_critic(run, base, config.critic_steps, config.critic_seeds) for run in done], pretrain_figures)}]
+                 **summarise([with_critic(run, base, config.critic_steps, config.critic_seeds) for run in done],
+                             pretrain_figures)}]
     elif runs:  # --init: the weights' own figures, as the runs recorded them at step 0
         start = next(record for records in runs.values() for record in records[0] if record["phase"] == "init")
         critic = start_critic(base, out, config.critic_steps, config.critic_seeds)

@@ -410,7 +410,8 @@ def build_nets(model: ModelConfig, config: TrainConfig, device: torch.device) ->
     )
 
 
-GENERATOR_FIELDS = ("generator", "scale", "channels", "blocks", "batch_norm", "image_skip", "upsample")  # projection has no weights
+# The fields a weights file fixes (the projection has no weights).
+GENERATOR_FIELDS = ("generator", "scale", "channels", "blocks", "batch_norm", "image_skip", "upsample")
 
 
 def initial_generator(path: Path, model: ModelConfig) -> Generator | SubPixelGenerator:
@@ -577,8 +578,8 @@ def _train_holding(config: TrainConfig, resume: bool, world: World, device: torc
                         if getattr(nets, name) is not None:
                             state[name] = getattr(nets, name).state_dict()
                     save_checkpoint(state, run / CHECKPOINT_NAME)
-                    save_generator(delivered, run / GENERATOR_WEIGHTS,
-                                   {"step": str(step), **({"ema": str(config.ema)} if delivered is not generator else {})})
+                    averaged = {"ema": str(config.ema)} if delivered is not generator else {}
+                    save_generator(delivered, run / GENERATOR_WEIGHTS, {"step": str(step), **averaged})
                     if phase_end:
                         save_generator(generator, run / PRETRAIN_WEIGHTS, {"step": str(step)})
                 if bar:

@@ -309,7 +309,8 @@ def test_init_starts_every_schedule_from_the_weights_without_pretraining(tmp_pat
     # The generator's architecture is the file's (no batch norm, unlike the tiny preset); D's the regime's.
     saved = TrainConfig.from_dict(load_checkpoint(tmp_path / "c" / "none-seed0")["config"])
     assert (saved.model.batch_norm, saved.model.d_norm, saved.init) == (False, "none", weights)
-    none, noise = read_metrics(tmp_path / "c" / "none-seed0"), read_metrics(tmp_path / "c" / "noise-constant@0.05-seed0")
+    none = read_metrics(tmp_path / "c" / "none-seed0")
+    noise = read_metrics(tmp_path / "c" / "noise-constant@0.05-seed0")
     assert [r["step"] for r in none] == [0, 2, 4] and none[0]["phase"] == "init" and none[0] == noise[0]
     source_end = read_metrics(source)[-1]
     assert none[0]["val_psnr"] == pytest.approx(source_end["val_psnr"], abs=1e-9)  # the file's own figures
@@ -322,3 +323,15 @@ def test_init_starts_every_schedule_from_the_weights_without_pretraining(tmp_pat
     assert (tmp_path / "c" / "init-critic.json").stat().st_mtime_ns == cached
     with pytest.raises(UserError, match="or 0 with --init"):
         CompareConfig(pretrain_steps=0)
+    with pytest.raises(UserError, match="--upsample has no effect with --init"):
+        CompareConfig(init=weights, pretrain_steps=0, upsample="nearest")
+
+
+def test_regime_upsample_and_d_norm_reach_every_run(tmp_path, image_folder):
+    """--upsample pixel-shuffle --d-norm batch: the settings of the tables made before they changed."""
+    config = CompareConfig(schedules=("none",), seeds=1, out=str(tmp_path), data=(str(image_folder),),
+                           val=str(image_folder), upsample="pixel-shuffle", d_norm="batch", **TINY)
+    compare(config)
+    for run in ("pretrain-seed0", "none-seed0"):
+        model = TrainConfig.from_dict(load_checkpoint(tmp_path / run)["config"]).model
+        assert (model.upsample, model.d_norm) == ("pixel-shuffle", "batch")

@@ -9,8 +9,8 @@ from kornia.filters import gaussian_blur2d
 from srgan_noise.data import downscale
 from srgan_noise.errors import UserError
 from srgan_noise.metrics import quantize
-from srgan_noise.realism import (critic_accuracy, repeated_critic_accuracy, cosine_learning_rate, high_band_mask, high_band_power,
-                                 high_band_ratio, patch_grid)
+from srgan_noise.realism import (cosine_learning_rate, critic_accuracy, high_band_mask, high_band_power,
+                                 high_band_ratio, patch_grid, repeated_critic_accuracy)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
