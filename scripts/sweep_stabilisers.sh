@@ -14,8 +14,8 @@ data=(--data ../shared/data/T91 --data ../shared/data/BSD200 --val ../shared/dat
 export OMP_NUM_THREADS=1
 if [ "$REGIME" = seed ]; then
     OUT=${OUT:-runs/sweep-seed}
-    COMMON=("${data[@]}" --projection affine --content none --adv-weight 1 --pretrain-steps 300 --steps 2000
-            --seeds 2 --log-every 50 --out "$OUT" --no-progress --device cpu)
+    COMMON=("${data[@]}" --upsample pixel-shuffle --d-norm batch --projection affine --content none --adv-weight 1
+            --pretrain-steps 300 --steps 2000 --seeds 2 --log-every 50 --out "$OUT" --no-progress --device cpu)
     A=none,noise-linear@0.1,noise-constant@0.03,noise-linear@0.03,noise-constant@0.1,noise-linear@0.01,noise-constant@0.01,label-smoothing,noise-linear@0.003,noise-constant@0.003
     B=roth-constant@1,roth-annealed@1,roth-constant@0.1,roth-annealed@0.1,r1@1,roth-constant@2,roth-annealed@2,roth-constant@0.01,roth-annealed@0.01
     nohup .venv/bin/srgan compare --schedules "$A" "${COMMON[@]}" > "$OUT.A.log" 2>&1 &
