@@ -13,7 +13,7 @@ from srgan_noise.errors import UserError
 PROJECTIONS = ("none", "affine")
 # The generator's x2 stages: pixel-shuffle (Ledig et al.: a conv to 4c channels, then PixelShuffle) |
 # nearest (ESRGAN's: nearest-neighbour x2, then a conv), which has no weights of its own per sub-pixel
-# position, so adversarial training cannot grow a pattern that repeats every `scale` pixels.
+# position: the GAN grew PixelShuffle's into a pattern repeating every `scale` pixels (4-20x less with nearest).
 UPSAMPLES = ("pixel-shuffle", "nearest")
 GENERATORS = ("srresnet", "subpixel")  # generator.SRResNet-style Generator | generator.SubPixelGenerator
 D_NORMS = ("batch", "virtual", "none")  # the discriminator's normalisation layers

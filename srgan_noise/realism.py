@@ -101,7 +101,7 @@ def high_band_ratio(sr: torch.Tensor, hr: torch.Tensor, scale: int, border: int)
 # ---------------------------------------------------------------------------
 # Critic two-sample test
 
-CRITIC_STEPS = 400  # the critic's Adam steps: about 20 s on one CPU thread for Set5
+CRITIC_STEPS = 400  # the critic's Adam steps: about 8 s a test on one CPU thread for Set5
 # Critic tests averaged (seeds 0..n-1, each its own split and initialisation): one test's accuracy
 # moves by about 0.06 from seed to seed (Set5, the shipped PSNR model: 0.79 to 0.92 over five).
 CRITIC_SEEDS = 5
@@ -213,7 +213,7 @@ def critic_accuracy(sr_images: list[torch.Tensor], hr_images: list[torch.Tensor]
     (`critic_config`, signal-preserving init) trains `steps` Adam steps (cosine-decayed
     learning rate) on `batch` positions at a time (both patches of each, the
     same random flip and rotation), then classifies the test patches. About
-    20 s on one CPU thread for Set5 at the defaults. Deterministic for a seed
+    8 s on one CPU thread for Set5 at the defaults. Deterministic for a seed
     and thread count; the global RNG state is left as it was."""
     if patch < MIN_PATCH:
         raise ValueError(f"patch must be at least {MIN_PATCH} px (the discriminator's smallest input), got {patch}")
