@@ -16,11 +16,10 @@ from pathlib import Path
 
 import torch
 
-from srgan_noise.data import mod_crop
-from srgan_noise.degradations import FAMILIES, PROTOCOL
-from srgan_noise.evaluate import super_resolve
+from srgan_noise.evaluate import MODEL, evaluate_images
 from srgan_noise.images import list_images, load_rgb
-from srgan_noise.metrics import quantize, rgb_to_y
+from srgan_noise.metrics import rgb_to_y
+from srgan_noise.report import HR
 from srgan_noise.weights import load_generator
 
 
@@ -39,14 +38,14 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("../shared/data/Set5"))
     args = parser.parse_args()
     torch.set_num_threads(1)
+    images = [(path.name, load_rgb(path)) for path in list_images(args.data)]
     for path in args.weights:
         generator = load_generator(path)
         scale = generator.config.scale
-        powers = []
-        for image in list_images(args.data):
-            hr = mod_crop(load_rgb(image), scale)
-            sr = quantize(super_resolve(generator, FAMILIES[PROTOCOL](hr, scale).float().div(255)))
-            powers.append(periodic_power(sr, hr.float().div(255), scale))
+        # srgan eval's protocol and its 8-bit outputs: cropped HR, Pillow bicubic LR, tiled SR
+        kept = evaluate_images(images, scale, generator, keep_images=True).images
+        powers = [periodic_power(pair[MODEL].float().div(255), pair[HR].float().div(255), scale)
+                  for pair in kept.values()]
         print(f"{path}: periodic residual power {sum(powers) / len(powers):.3f} (per image "
               + ", ".join(f"{p:.3f}" for p in powers) + f"; upsample {generator.config.upsample})")
 

@@ -19,10 +19,10 @@ from srgan_noise.compare import CRITIC_NAME, gan_records
 from srgan_noise.monitor import METRICS_NAME, read_metrics
 
 
-def cached_critic(run: Path) -> str:
-    """The critic accuracy `srgan compare` cached in the run, formatted; '' if it has none."""
-    critic = run / CRITIC_NAME
-    return f"{json.loads(critic.read_text())['critic']:.3f}" if critic.is_file() else ""
+def cached_critic(path: Path) -> str:
+    """The critic accuracy `srgan compare` cached in `path` (a run's critic.json or a
+    folder's init-critic.json), formatted; '' if there is none."""
+    return f"{json.loads(path.read_text())['critic']:.3f}" if path.is_file() else ""
 
 
 def figures(run: Path, gan: list[dict], floor: float) -> dict[str, str]:
@@ -37,7 +37,7 @@ def figures(run: Path, gan: list[dict], floor: float) -> dict[str, str]:
         f"windows SSIM < {floor}": f"{sum(s < floor for s in ssim)} of {len(ssim)}",
         "PSNR median": f"{statistics.median(r['val_psnr'] for r in gan):.2f}",
         "high-band median": f"{statistics.median(r['val_hf_ratio'] for r in gan):.2f}",
-        "critic": cached_critic(run),
+        "critic": cached_critic(run / CRITIC_NAME),
         "s/step": f"{statistics.fmean(r['seconds_per_step'] for r in gan):.2f}",
     }
 
@@ -52,15 +52,14 @@ def main() -> None:
     for start in sorted(args.folder.glob("pretrain-seed*")):
         if (start / METRICS_NAME).is_file():
             last = [r for r in read_metrics(start) if r.get("phase") == "pretrain"][-1]
-            critic = cached_critic(start)
+            critic = cached_critic(start / CRITIC_NAME)
             print(f"start ({start.name}, step {last['step']}): SSIM {last['val_ssim']:.3f}, PSNR {last['val_psnr']:.2f}, "
                   f"high-band {last['val_hf_ratio']:.2f}" + (f", critic {critic}" if critic else ""))
     start = next((r for run_records in records.values() for r in run_records if r.get("phase") == "init"), None)
     if start is not None:  # `srgan compare --init`: the weights' own figures, recorded at step 0 of every run
-        critic = args.folder / "init-critic.json"
-        critic = f", critic {json.loads(critic.read_text())['critic']:.3f}" if critic.is_file() else ""
+        critic = cached_critic(args.folder / "init-critic.json")
         print(f"start (--init): SSIM {start['val_ssim']:.3f}, PSNR {start['val_psnr']:.2f}, "
-              f"high-band {start['val_hf_ratio']:.2f}{critic}")
+              f"high-band {start['val_hf_ratio']:.2f}" + (f", critic {critic}" if critic else ""))
     rows = [figures(run, gan_records(run_records), args.floor) for run, run_records in records.items()
             if any(r.get("phase") == "gan" for r in run_records)]
     if not rows:

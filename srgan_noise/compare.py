@@ -288,16 +288,8 @@ def with_critic(run: Path, config: TrainConfig, steps: int, seeds: int = CRITIC_
     records = read_metrics(run)
     if steps == 0:
         return records
-    cache, step = run / CRITIC_NAME, records[-1]["step"]
-    wanted = {"step": step, "critic_steps": steps, "critic_seeds": seeds}
-    if cache.is_file():
-        saved = json.loads(cache.read_text())
-        if {**saved, "critic_seeds": saved.get("critic_seeds", 1)}.items() >= wanted.items():
-            return [*records, saved]
-    generator = load_generator(run / GENERATOR_WEIGHTS, resolve_device(config.device))
-    record = {"phase": "critic", **wanted, **critic_test(generator, config, steps, seeds)}
-    write_text_atomic(cache, json.dumps(record) + "\n")
-    return [*records, record]
+    wanted = {"step": records[-1]["step"], "critic_steps": steps, "critic_seeds": seeds}
+    return [*records, cached_critic(run / CRITIC_NAME, wanted, run / GENERATOR_WEIGHTS, config)]
 
 
 def start_critic(config: TrainConfig, out: Path, steps: int, seeds: int = CRITIC_SEEDS) -> list[dict[str, Any]]:
@@ -308,15 +300,21 @@ def start_critic(config: TrainConfig, out: Path, steps: int, seeds: int = CRITIC
     weights = Path(config.init)
     wanted = {"step": 0, "critic_steps": steps, "critic_seeds": seeds, "val": config.val,
               "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
-    cache = out / "init-critic.json"
+    return [cached_critic(out / "init-critic.json", wanted, weights, config)]
+
+
+def cached_critic(cache: Path, wanted: dict[str, Any], weights: Path, config: TrainConfig) -> dict[str, Any]:
+    """The critic record in `cache` if it was made with every setting in `wanted` (files from
+    before critic_seeds existed hold one test); else made afresh for `weights` and written there."""
     if cache.is_file():
         saved = json.loads(cache.read_text())
-        if saved.items() >= wanted.items():
-            return [saved]
+        if {"critic_seeds": 1, **saved}.items() >= wanted.items():
+            return saved
     generator = load_generator(weights, resolve_device(config.device))
-    record = {"phase": "critic", **wanted, **critic_test(generator, config, steps, seeds)}
+    record = {"phase": "critic", **wanted,
+              **critic_test(generator, config, wanted["critic_steps"], wanted["critic_seeds"])}
     write_text_atomic(cache, json.dumps(record) + "\n")
-    return [record]
+    return record
 
 
 def critic_test(generator: torch.nn.Module, config: TrainConfig, steps: int, seeds: int) -> dict[str, float]:
