@@ -8,13 +8,14 @@
 #                                 noise sigma 0.1 (README "Where the GAN adds detail")
 # DEGRADATION=realistic: the generator for real photos (--model real, srgan upscale's default)
 #   srresnet_real_x$SCALE.safetensors  MSE training on LR patches from the random realistic chain
-#                                 (README "Real photos"): fine-tuned from srresnet_x$SCALE where that
-#                                 is shipped (x4), from scratch otherwise (x2). MSE, not a GAN: the
-#                                 model must beat bicubic on every LR family, and the GAN phase costs PSNR.
+#                                 (README "Real photos"), the learning rate on a cosine to 0: fine-tuned
+#                                 from srresnet_x$SCALE where that is shipped (x4), from scratch otherwise
+#                                 (x2). MSE, not a GAN: the model must beat bicubic on every LR family,
+#                                 and the GAN phase costs PSNR.
 # Usage: [SCALE=4] [DEGRADATION=bicubic] scripts/train_release.sh [preset] [pretrain steps] [gan steps] [run folder]
 #   the shipped files:  scripts/train_release.sh                                  (x4 psnr + gan)
-#                       DEGRADATION=realistic scripts/train_release.sh small 2000 (x4 real)
-#                       SCALE=2 DEGRADATION=realistic scripts/train_release.sh small 1500  (x2 real)
+#                       DEGRADATION=realistic scripts/train_release.sh small 20000          (x4 real)
+#                       SCALE=2 DEGRADATION=realistic scripts/train_release.sh small 16000  (x2 real)
 # Check a model on every LR family: .venv/bin/python scripts/bench_degradations.py --weights RUN/generator.safetensors
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +33,7 @@ if [ "$degradation" = realistic ]; then
     init=()
     if [ -f "$shipped/srresnet_x$scale.safetensors" ]; then init=(--init "$shipped/srresnet_x$scale.safetensors"); fi
     .venv/bin/srgan train "${common[@]}" --degradation realistic "${init[@]}" --pretrain-steps "$pretrain" --steps 0 \
-        --out "$run"
+        --pretrain-lr-schedule cosine --out "$run"
     cp "$run/generator.safetensors" "$shipped/srresnet_real_x$scale.safetensors"
     echo "wrote $shipped/srresnet_real_x$scale.safetensors from $run"
 else

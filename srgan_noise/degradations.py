@@ -148,6 +148,8 @@ FAMILIES: dict[str, Family] = {
     "jpeg75": jpeg75, "noise5": noise5, "realistic": realistic,
 }
 PROTOCOL = "pil-bicubic"  # the standard SR benchmark's LR images, and eval's default
+# The families the real-input model (--model real) is held to: at least +0.5 dB over bicubic on each (README).
+REAL_INPUT_FAMILIES = ("pil-bicubic", "pil-lanczos", "pil-box", "cv-area", "cv-cubic", "cv-linear", "jpeg75", "noise5")
 
 # --- the realistic training chain ------------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -7,9 +8,12 @@ from typer.testing import CliRunner
 
 from srgan_noise.cli import app
 from srgan_noise.config import preset
+from srgan_noise.degradations import REAL_INPUT_FAMILIES
 from srgan_noise.errors import UserError
+from srgan_noise.evaluate import BICUBIC, MODEL, evaluate_images
 from srgan_noise.generator import Generator, build_generator
-from srgan_noise.weights import load_generator, save_generator
+from srgan_noise.images import list_images, load_rgb
+from srgan_noise.weights import load_generator, save_generator, shipped_weights
 
 
 @pytest.mark.parametrize("name", ["tiny", "fast"])
@@ -42,7 +46,6 @@ def test_wheel_ships_the_weights_and_finds_them_installed(tmp_path):
     import subprocess
     import sys
     import zipfile
-    from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
     source = tmp_path / "source"  # a copy, so the build leaves nothing in the checkout
@@ -68,3 +71,20 @@ def test_wheel_ships_the_weights_and_finds_them_installed(tmp_path):
     assert found.returncode == 0, found.stderr
     path, scale = found.stdout.split()
     assert Path(path).is_relative_to(tmp_path / "site") and Path(path).is_file() and scale == "4"
+
+
+SET5 = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "Set5"
+
+
+@pytest.mark.skipif(not SET5.is_dir(), reason="shared Set5 not present")
+@pytest.mark.parametrize("scale", [2, 4])
+def test_shipped_real_model_gains_half_a_db_on_every_family(scale):
+    """`srgan upscale`'s default must beat bicubic upsampling of the same LR image
+    whatever made it (README "Real photos"; the table there is this, per family)."""
+    images = [(path.name, load_rgb(path)) for path in list_images(SET5)]
+    generator = load_generator(shipped_weights("real", scale))
+    gains = {}
+    for family in REAL_INPUT_FAMILIES:
+        mean = evaluate_images(images, scale, generator, bicubic=True, degradation=family).mean
+        gains[family] = mean[MODEL]["psnr"] - mean[BICUBIC]["psnr"]
+    assert min(gains.values()) >= 0.5, gains
