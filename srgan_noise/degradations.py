@@ -27,9 +27,11 @@ The realistic chain, per HR patch, each choice independent (REALISTIC_* below):
 2. downscale by `scale` with one of six: bicubic and bilinear without
    antialiasing (OpenCV's) 3/10 each, and 1/10 each bicubic and bilinear
    antialiased (Pillow's filters), area (= box), Lanczos (Pillow, antialiased).
-   The aliased ones are drawn most because they are the hardest to tell from
-   detail: with all six equally likely and blur half the time, 2000 steps left
-   OpenCV's cubic at +0.16 dB over bicubic (README "Real photos");
+   At x2, OpenCV's bilinear is area's 2x2 mean, so the aliased cubic has 6/10
+   and the aliased bilinear none. The aliased ones are drawn most because they
+   are the hardest to tell from detail: with all six equally likely and blur
+   half the time, 2000 steps left OpenCV's cubic at +0.16 dB over bicubic at
+   x4 and -0.51 dB at x2 (README "Real photos");
 3. Gaussian noise with probability 0.4, sigma uniform in [1, 10] (of 255), the same
    on the three channels (grey) 40 % of the time;
 4. Poisson (shot) noise with probability 0.2: Poisson(x peak) / peak, the peak
@@ -157,7 +159,10 @@ REALISTIC_BLUR_PROBABILITY = 0.3
 REALISTIC_ANISOTROPIC_PROBABILITY = 0.5  # of the blurred patches
 REALISTIC_BLUR_SIGMA_MIN = 0.2  # HR pixels; the maximum is scale / 2
 DOWNSCALERS = ("bicubic", "bicubic-aliased", "bilinear", "bilinear-aliased", "area", "lanczos")
-DOWNSCALER_WEIGHTS = (1, 3, 1, 3, 1, 1)  # relative odds, in DOWNSCALERS' order: the aliased ones 3/10 each
+# Relative odds of DOWNSCALERS, by scale (module docstring). At x2 OpenCV's bilinear is the mean of 2x2
+# blocks, area's, so its share goes to the aliased cubic.
+DOWNSCALER_WEIGHTS = {2: (1, 6, 1, 0, 1, 1)}
+DOWNSCALER_WEIGHTS_OTHERWISE = (1, 3, 1, 3, 1, 1)
 REALISTIC_GAUSSIAN_PROBABILITY = 0.4
 REALISTIC_GAUSSIAN_SIGMA = (1.0, 10.0)  # of 255
 REALISTIC_GREY_NOISE_PROBABILITY = 0.4  # of the Gaussian-noised patches
@@ -192,7 +197,7 @@ def draw_chain(scale: int, generator: torch.Generator) -> Chain:
     quality_low, quality_high = REALISTIC_JPEG_QUALITY
     return Chain(
         blur=blur if u[0] < REALISTIC_BLUR_PROBABILITY else None,
-        downscaler=_pick(DOWNSCALERS, DOWNSCALER_WEIGHTS, u[5]),
+        downscaler=_pick(DOWNSCALERS, downscaler_weights(scale), u[5]),
         gaussian_sigma=low + u[6] * (high - low) if u[7] < REALISTIC_GAUSSIAN_PROBABILITY else None,
         grey_noise=u[8] < REALISTIC_GREY_NOISE_PROBABILITY,
         poisson_peak=math.exp(peak_low + u[9] * (peak_high - peak_low)) if u[10] < REALISTIC_POISSON_PROBABILITY
@@ -200,6 +205,10 @@ def draw_chain(scale: int, generator: torch.Generator) -> Chain:
         jpeg_quality=quality_low + min(int(u[11] * (quality_high - quality_low + 1)), quality_high - quality_low)
         if u[12] < REALISTIC_JPEG_PROBABILITY else None,
     )
+
+
+def downscaler_weights(scale: int) -> tuple[float, ...]:
+    return DOWNSCALER_WEIGHTS.get(scale, DOWNSCALER_WEIGHTS_OTHERWISE)
 
 
 def _pick(choices: tuple[str, ...], weights: tuple[float, ...], u: float) -> str:

@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from srgan_noise.degradations import (DOWNSCALER_WEIGHTS, DOWNSCALERS, FAMILIES, Chain, blur_size, degrade_realistic,
-                                      downscale_with, draw_chain, gaussian_kernel)
+from srgan_noise.degradations import (DOWNSCALERS, FAMILIES, Chain, blur_size, degrade_realistic,
+                                      downscale_with, downscaler_weights, draw_chain, gaussian_kernel)
 from srgan_noise.evaluate import bicubic_down
 
 
@@ -129,7 +129,8 @@ def test_chain_distribution():
     generator = torch.Generator().manual_seed(0)
     chains = [draw_chain(4, generator) for _ in range(3000)]
     counts = Counter(chain.downscaler for chain in chains)
-    expected = {name: 3000 * weight / sum(DOWNSCALER_WEIGHTS) for name, weight in zip(DOWNSCALERS, DOWNSCALER_WEIGHTS)}
+    expected = {name: 3000 * weight / sum(downscaler_weights(4)) for name, weight in
+                zip(DOWNSCALERS, downscaler_weights(4))}
     assert expected["bicubic-aliased"] == expected["bilinear-aliased"] == 900 and expected["lanczos"] == 300
     assert all(counts[name] == pytest.approx(expected[name], abs=4 * expected[name] ** 0.5) for name in DOWNSCALERS)
     blurred = [chain.blur for chain in chains if chain.blur is not None]
@@ -142,8 +143,18 @@ def test_chain_distribution():
     assert len(sigmas) == pytest.approx(1200, abs=120) and 1 <= min(sigmas) and max(sigmas) <= 10
     peaks = [chain.poisson_peak for chain in chains if chain.poisson_peak is not None]
     assert len(peaks) == pytest.approx(600, abs=90) and 150 <= min(peaks) and max(peaks) <= 3000
-    assert all(chain.blur is None or max(chain.blur[:2]) <= 1.0 for chain in
-               (draw_chain(2, generator) for _ in range(200)))  # sigma up to scale / 2
+    x2 = [draw_chain(2, generator) for _ in range(1000)]
+    assert all(chain.blur is None or max(chain.blur[:2]) <= 1.0 for chain in x2)  # sigma up to scale / 2
+    # at x2 OpenCV's bilinear is area's 2x2 mean: its share goes to the aliased cubic
+    counts = Counter(chain.downscaler for chain in x2)
+    assert "bilinear-aliased" not in counts and counts["bicubic-aliased"] == pytest.approx(600, abs=60)
+
+
+def test_aliased_bilinear_at_x2_is_area():
+    """Why the x2 chain never draws it: the same LR image as area's."""
+    hr = torch.rand(2, 3, 16, 24)
+    torch.testing.assert_close(downscale_with(hr, 2, "bilinear-aliased"), downscale_with(hr, 2, "area"))
+    assert not torch.allclose(downscale_with(hr, 4, "bilinear-aliased"), downscale_with(hr, 4, "area"))
 
 
 def test_plain_chain_is_the_downscaler():
