@@ -11,11 +11,14 @@
 #                                 (README "Real photos"), the learning rate on a cosine to 0: fine-tuned
 #                                 from srresnet_x$SCALE where that is shipped (x4), from scratch otherwise
 #                                 (x2). MSE, not a GAN: the model must beat bicubic on every LR family,
-#                                 and the GAN phase costs PSNR.
+#                                 and the GAN phase costs PSNR. FINETUNE=N adds a second cosine cycle of
+#                                 N steps at half the rate, seed 1, from the first run's weights.
 # Usage: [SCALE=4] [DEGRADATION=bicubic] scripts/train_release.sh [preset] [pretrain steps] [gan steps] [run folder]
 #   the shipped files:  scripts/train_release.sh                                  (x4 psnr + gan)
 #                       DEGRADATION=realistic scripts/train_release.sh small 20000          (x4 real)
-#                       SCALE=2 DEGRADATION=realistic scripts/train_release.sh small 16000  (x2 real)
+#                       SCALE=2 FINETUNE=3000 DEGRADATION=realistic scripts/train_release.sh small 16000  (x2 real;
+#                         the shipped file's first run drew x4's odds of downscalers at x2 too, as the
+#                         chain did at commit a3882f2: its exact commands are in pretrained/README.md)
 # Check a model on every LR family: .venv/bin/python scripts/bench_degradations.py --weights RUN/generator.safetensors
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +37,12 @@ if [ "$degradation" = realistic ]; then
     if [ -f "$shipped/srresnet_x$scale.safetensors" ]; then init=(--init "$shipped/srresnet_x$scale.safetensors"); fi
     .venv/bin/srgan train "${common[@]}" --degradation realistic "${init[@]}" --pretrain-steps "$pretrain" --steps 0 \
         --pretrain-lr-schedule cosine --out "$run"
+    if [ "${FINETUNE:-0}" -gt 0 ]; then
+        .venv/bin/srgan train "${common[@]}" --degradation realistic --init "$run/generator.safetensors" \
+            --pretrain-steps "$FINETUNE" --steps 0 --pretrain-lr 1e-4 --pretrain-lr-schedule cosine --seed 1 \
+            --out "$run-ft"
+        run=$run-ft
+    fi
     cp "$run/generator.safetensors" "$shipped/srresnet_real_x$scale.safetensors"
     echo "wrote $shipped/srresnet_real_x$scale.safetensors from $run"
 else
