@@ -14,14 +14,15 @@ import sys
 import time
 from pathlib import Path
 
+import contextlib
+
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from srgan_noise.config import preset  # noqa: E402
 from srgan_noise.data import DEGRADATIONS, PatchSampler, load_folder  # noqa: E402
-from srgan_noise.generator import build_generator  # noqa: E402
+from srgan_noise.train import TrainConfig, build_nets, pretrain_step  # noqa: E402
 
 
 def main() -> None:
@@ -37,14 +38,14 @@ def main() -> None:
 
     images = load_folder(args.data)
     samplers = {name: PatchSampler(images, args.patch_size, args.scale, str(args.data), name) for name in DEGRADATIONS}
-    generator = build_generator(preset(args.preset, scale=args.scale)).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(generator.parameters(), lr=1e-4)
-    lr, hr = samplers["bicubic"].sample(args.batch_size, torch.Generator().manual_seed(0))
+    config = TrainConfig(model=preset(args.preset, scale=args.scale), batch_size=args.batch_size,
+                         patch_size=args.patch_size, progress=False)
+    nets = build_nets(config.model, config, torch.device("cpu"))
+    batch = tuple(x.contiguous(memory_format=torch.channels_last)  # as train's loop hands it over
+                  for x in samplers["bicubic"].sample(args.batch_size, torch.Generator().manual_seed(0)))
 
-    def mse_step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        F.mse_loss(generator(lr.contiguous(memory_format=torch.channels_last)), hr).backward()
-        optimizer.step()
+    def mse_step() -> None:  # srgan train's own pre-training step
+        pretrain_step(nets, batch, contextlib.nullcontext)
 
     rng = torch.Generator().manual_seed(0)
     variants = {f"LR patches, {name}": (lambda s=sampler: s.sample(args.batch_size, rng)) for name, sampler in

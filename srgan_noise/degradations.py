@@ -44,7 +44,9 @@ checkpoint)."""
 
 from __future__ import annotations
 
+import bisect
 import io
+import itertools
 import math
 import zlib
 from dataclasses import dataclass
@@ -212,13 +214,9 @@ def downscaler_weights(scale: int) -> tuple[float, ...]:
 
 
 def _pick(choices: tuple[str, ...], weights: tuple[float, ...], u: float) -> str:
-    """The choice whose share of the cumulative weights holds u in [0, 1)."""
-    threshold, total = u * sum(weights), 0.0
-    for choice, weight in zip(choices, weights):
-        total += weight
-        if threshold < total:
-            return choice
-    return choices[-1]
+    """The choice whose share of the cumulative weights holds u in [0, 1) (zero weights never)."""
+    bounds = list(itertools.accumulate(weights))
+    return choices[min(bisect.bisect_right(bounds, u * bounds[-1]), len(choices) - 1)]
 
 
 def gaussian_kernel(size: int, sigma_x: float, sigma_y: float, angle: float) -> torch.Tensor:
