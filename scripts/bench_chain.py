@@ -20,9 +20,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from srgan_noise.config import preset  # noqa: E402
-from srgan_noise.data import DEGRADATIONS, PatchSampler, load_folder  # noqa: E402
-from srgan_noise.train import TrainConfig, build_nets, pretrain_step  # noqa: E402
+from srgan_noise.base.config import preset  # noqa: E402
+from srgan_noise.training.data import DEGRADATIONS, PatchSampler, load_folder  # noqa: E402
+from srgan_noise.training.train import TrainConfig, build_nets, pretrain_step  # noqa: E402
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Gain over bicubic per LR family: for each shipped model (and any --weights), the mean
 PSNR of its output minus the mean PSNR of PIL bicubic upsampling of the same LR input,
 on the Y channel with `scale` px borders (srgan eval's protocol), for each family of
-srgan_noise.degradations. Prints a markdown table (README "Real photos").
+srgan_noise.training.degradations. Prints a markdown table (README "Real photos").
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_degradations.py                # Set5 x4, the shipped models
     .venv/bin/python scripts/bench_degradations.py --weights runs/<run>/generator.safetensors --scale 2
@@ -18,10 +18,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from srgan_noise.degradations import FAMILIES, REAL_INPUT_FAMILIES  # noqa: E402
-from srgan_noise.evaluate import BICUBIC, MODEL, evaluate_images  # noqa: E402
-from srgan_noise.images import list_images, load_rgb  # noqa: E402
-from srgan_noise.weights import SHIPPED, load_generator, shipped_scales, shipped_weights  # noqa: E402
+from srgan_noise.training.degradations import FAMILIES, REAL_INPUT_FAMILIES  # noqa: E402
+from srgan_noise.evaluation.evaluate import BICUBIC, MODEL, evaluate_images  # noqa: E402
+from srgan_noise.base.images import list_images, load_rgb  # noqa: E402
+from srgan_noise.inference.weights import SHIPPED, load_generator, shipped_scales, shipped_weights  # noqa: E402
 
 # The families the real-input model is held to (at least +0.5 dB each), then the training chain.
 DEFAULT_FAMILIES = (*REAL_INPUT_FAMILIES, "realistic")

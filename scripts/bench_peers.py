@@ -13,7 +13,7 @@ trained. Every method gets the same 8-bit LR image.
 
 Speed: a 256x256 image to 1024x1024, one thread (torch and OpenCV), process CPU seconds,
 the methods interleaved, the median of --repeats; output megapixels per second. Ours is the
-library call `srgan upscale` makes (srgan_noise.upscale.upscale: float in and out, tile 256,
+library call `srgan upscale` makes (srgan_noise.inference.upscale.upscale: float in and out, tile 256,
 one tile a batch); the peers' is DnnSuperResImpl.upsample (8-bit BGR in and out: their
 network on Y, bicubic chroma).
 
@@ -31,12 +31,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from srgan_noise.data import mod_crop
-from srgan_noise.degradations import FAMILIES
-from srgan_noise.evaluate import bicubic_up, score, super_resolve
-from srgan_noise.images import list_images, load_rgb
-from srgan_noise.upscale import upscale
-from srgan_noise.weights import load_generator, shipped_weights
+from srgan_noise.training.data import mod_crop
+from srgan_noise.training.degradations import FAMILIES
+from srgan_noise.evaluation.evaluate import bicubic_up, score, super_resolve
+from srgan_noise.base.images import list_images, load_rgb
+from srgan_noise.inference.upscale import upscale
+from srgan_noise.inference.weights import load_generator, shipped_weights
 
 SCALE = 4
 PROTOCOLS = ("pil-bicubic", "cv-cubic")

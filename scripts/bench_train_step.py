@@ -29,10 +29,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from srgan_noise.config import preset
-from srgan_noise.losses import d_loss_bce, g_loss_non_saturating
-from srgan_noise.regularisers import add_instance_noise, d_penalty_on_share, roth_omega
-from srgan_noise.train import Nets, TrainConfig, build_nets, gan_step
+from srgan_noise.base.config import preset
+from srgan_noise.training.losses import d_loss_bce, g_loss_non_saturating
+from srgan_noise.training.regularisers import add_instance_noise, d_penalty_on_share, roth_omega
+from srgan_noise.training.train import Nets, TrainConfig, build_nets, gan_step
 
 
 def bare_step(nets: Nets, lr: torch.Tensor, hr: torch.Tensor, adv_weight: float) -> None:

@@ -1,4 +1,4 @@
-"""Benchmark `srgan_noise.upscale`, all figures measured in one run:
+"""Benchmark `srgan_noise.inference.upscale`, all figures measured in one run:
 
 1. CPU, srresnet x4, 512^2 input: tiled / untiled time and max abs difference
    (plus the tiled path on one whole-image tile, which isolates its own overhead).
@@ -22,10 +22,10 @@ import time
 
 import torch
 
-from srgan_noise.config import preset
-from srgan_noise.generator import Generator, receptive_radius
-from srgan_noise.tiles import plan_tiles
-from srgan_noise.upscale import upscale
+from srgan_noise.base.config import preset
+from srgan_noise.models.generator import Generator, receptive_radius
+from srgan_noise.inference.tiles import plan_tiles
+from srgan_noise.inference.upscale import upscale
 
 MB = 2**20
 
@@ -152,7 +152,7 @@ def cuda_throughput(args: argparse.Namespace) -> None:
 
 
 def projection_cost(args: argparse.Namespace) -> None:
-    from srgan_noise import projection
+    from srgan_noise.models import projection
 
     image = torch.rand(3, args.size, args.size, generator=torch.Generator().manual_seed(0))
     print(f"[4] CPU, affine projection, {args.size}x{args.size} input, tiled --tile {args.tile}, "

@@ -33,8 +33,8 @@ def child(args: argparse.Namespace) -> None:
     import torch
     from rich.console import Console
 
-    from srgan_noise.upscale import UpscaleConfig, upscale_files
-    from srgan_noise.weights import load_generator
+    from srgan_noise.inference.upscale import UpscaleConfig, upscale_files
+    from srgan_noise.inference.weights import load_generator
 
     torch.set_num_threads(args.threads)
     load_generator(Path(args.weights), torch.device("cpu"))  # what upscale_files loads, to count in `base`
@@ -55,9 +55,9 @@ def parent(args: argparse.Namespace) -> None:
     import torch
     from PIL import Image
 
-    from srgan_noise.config import preset
-    from srgan_noise.generator import Generator
-    from srgan_noise.weights import save_generator
+    from srgan_noise.base.config import preset
+    from srgan_noise.models.generator import Generator
+    from srgan_noise.inference.weights import save_generator
 
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)

@@ -15,8 +15,8 @@ import json
 import statistics
 from pathlib import Path
 
-from srgan_noise.compare import CRITIC_NAME, gan_records
-from srgan_noise.monitor import METRICS_NAME, read_metrics
+from srgan_noise.comparison.compare import CRITIC_NAME, gan_records
+from srgan_noise.training.monitor import METRICS_NAME, read_metrics
 
 
 def cached_critic(path: Path) -> str:

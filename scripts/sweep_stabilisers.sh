@@ -24,7 +24,7 @@ if [ "$REGIME" = seed ]; then
       nohup .venv/bin/srgan compare --schedules "$B" "${COMMON[@]}" > "$OUT.B.log" 2>&1 ) &
 else
     OUT=${OUT:-runs/sweep}
-    COMMON=("${data[@]}" --init srgan_noise/pretrained/srresnet_x4.safetensors --d-norm none --adv-weight 3e-2
+    COMMON=("${data[@]}" --init srgan_noise/inference/pretrained/srresnet_x4.safetensors --d-norm none --adv-weight 3e-2
             --steps 1000 --batch-size 16 --patch-size 64 --log-every 100 --seeds "$SEEDS" --out "$OUT"
             --no-progress --device cpu)
     A=none,noise-constant@0.03,noise-linear@0.1,roth-constant@0.1/4,roth-constant@1/4

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce srgan_noise/pretrained/fast_x$SCALE.safetensors (srgan upscale --model fast): the `fast` preset
+# Reproduce srgan_noise/inference/pretrained/fast_x$SCALE.safetensors (srgan upscale --model fast): the `fast` preset
 # (a sub-pixel network on the LR grid, generator.SubPixelGenerator) trained on MSE alone, on T91 + BSD200,
 # LR patches from --degradation bicubic-mixed (per patch, antialiased bicubic, the SR protocol, or, nine
 # times in ten, OpenCV's INTER_CUBIC without antialiasing, what ESPCN and FSRCNN's published models were
@@ -9,14 +9,14 @@
 # Usage: [SCALE=4] scripts/train_fast.sh [steps per stage] [run folder prefix]
 # Resumable: run it again after an interruption and it continues from the stage's last checkpoint.
 # The shipped x4 file was made with the defaults on the shared 2-core CPU, one thread (OMP_NUM_THREADS=1),
-# in about an hour of CPU time for the two stages (srgan_noise/pretrained/README.md).
+# in about an hour of CPU time for the two stages (srgan_noise/inference/pretrained/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scale=${SCALE:-4}
 steps=${1:-10000}
 prefix=${2:-runs/release-fast-x$scale}
 data=${DATA:-../shared/data}
-shipped=srgan_noise/pretrained
+shipped=srgan_noise/inference/pretrained
 
 stage() {  # stage RUN LR SEED [--init WEIGHTS]
     local run=$1 lr=$2 seed=$3

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce the shipped weights (package data in srgan_noise/pretrained/) from scratch on the shared data.
+# Reproduce the shipped weights (package data in srgan_noise/inference/pretrained/) from scratch on the shared data.
 #
 # DEGRADATION=bicubic (the default): the benchmark-protocol pair at SCALE (default 4)
 #   srresnet_x$SCALE.safetensors  MSE training (--model psnr), one run
@@ -27,7 +27,7 @@ degradation=${DEGRADATION:-bicubic}
 preset=${1:-small}
 pretrain=${2:-3000}
 gan=${3:-2000}
-shipped=srgan_noise/pretrained
+shipped=srgan_noise/inference/pretrained
 data=${DATA:-../shared/data}
 common=(--data "$data/T91" --data "$data/BSD200" --val "$data/Set5" --preset "$preset" --scale "$scale"
         --batch-size 16 --patch-size 64 --pretrain-lr 2e-4 --log-every 100 --checkpoint-every 100 --seed 0 --no-progress)

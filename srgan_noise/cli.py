@@ -12,7 +12,7 @@ from typing import Annotated, Callable, Optional
 import typer
 from rich.console import Console
 
-from srgan_noise.errors import UserError
+from srgan_noise.base.errors import UserError
 
 # rich_markup_mode=None: help texts say "[default: 0.1]", which rich would eat as markup.
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
@@ -134,11 +134,11 @@ def train(
     """Train a generator: MSE pre-training, then the stabilised GAN phase.
 
     Several GPUs: torchrun --nproc-per-node N -m srgan_noise train ... (DistributedDataParallel; rank 0 writes)."""
-    from srgan_noise.checkpoint import load_checkpoint
-    from srgan_noise.config import preset as make_preset
-    from srgan_noise.distributed import world_from_environment
-    from srgan_noise.plot import plot_run
-    from srgan_noise.train import TrainConfig, train as run_training
+    from srgan_noise.training.checkpoint import load_checkpoint
+    from srgan_noise.base.config import preset as make_preset
+    from srgan_noise.training.distributed import world_from_environment
+    from srgan_noise.evaluation.plot import plot_run
+    from srgan_noise.training.train import TrainConfig, train as run_training
 
     if resume is not None:
         if init is not None:
@@ -222,7 +222,7 @@ def plot(
     out: Annotated[Optional[Path], typer.Option(help="PNG to write [default: RUN/monitor.png].")] = None,
 ) -> None:
     """Plot D(real) blue, D(fake) red, D_t(G_{t+1}) orange, then validation SSIM, MSE, PSNR and high-band ratio."""
-    from srgan_noise.plot import plot_run
+    from srgan_noise.evaluation.plot import plot_run
 
     console.print(f"wrote {plot_run(run, out)}", highlight=False)
 
@@ -256,7 +256,7 @@ def upscale(
     Memory is the output's own 8-bit (or 16-bit) size plus about 1 GB; an output that does not fit in the available memory or disk is refused up front.
 
     Bad inputs are reported one line each and skipped; the others are still upscaled, and the exit status is 2 if any failed."""
-    from srgan_noise.upscale import UpscaleConfig, upscale_files
+    from srgan_noise.inference.upscale import UpscaleConfig, upscale_files
 
     if overlap != "auto" and not overlap.isdigit():
         raise UserError(f"--overlap must be auto or a number of LR pixels, got {overlap!r}")
@@ -297,7 +297,7 @@ def compare(
                                                     "sigma0^2 (ring 0.19/0.037, grid 0.5/0.25).")] = None,
     out: Annotated[Path, typer.Option(help="Folder for runs, tables and PNGs; finished runs there are reused.")] = Path("runs/compare"),
     pretrain_steps: Annotated[Optional[int], typer.Option(help="SR: MSE steps per seed, shared by all schedules [default: 300; 0 with --init].")] = None,
-    init: Annotated[Optional[Path], typer.Option(help="SR: generator weights every run starts from (e.g. srgan_noise/pretrained/srresnet_x4.safetensors), which fix the generator's architecture (--preset then sets D's); with --pretrain-steps 0 (its default then) each schedule's GAN phase starts from them.")] = None,
+    init: Annotated[Optional[Path], typer.Option(help="SR: generator weights every run starts from (e.g. srgan_noise/inference/pretrained/srresnet_x4.safetensors), which fix the generator's architecture (--preset then sets D's); with --pretrain-steps 0 (its default then) each schedule's GAN phase starts from them.")] = None,
     data: Annotated[Optional[list[Path]], typer.Option(help="SR: folder of HR training images; repeat for several [default: scikit-image samples].")] = None,
     val: Annotated[Optional[Path], typer.Option(help="SR: folder of HR validation images (needed with --data).")] = None,
     preset: Annotated[Optional[str], typer.Option(help="SR: tiny | small | srresnet [default: tiny].")] = None,
@@ -319,7 +319,7 @@ def compare(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Train under each stabilisation schedule and tabulate D behaviour and quality (SR task or 2-D toy)."""
-    from srgan_noise.compare import CompareConfig, compare as run_compare
+    from srgan_noise.comparison.compare import CompareConfig, compare as run_compare
 
     if toy is not None:
         _reject_unused("with --toy", pretrain_steps=pretrain_steps, init=init, data=data, val=val, preset=preset,
@@ -364,8 +364,8 @@ def eval_(
     from rich.measure import Measurement
     from rich.progress import Progress
 
-    from srgan_noise.evaluate import EvalConfig, evaluate, results_table
-    from srgan_noise.realism import CRITIC_STEPS
+    from srgan_noise.evaluation.evaluate import EvalConfig, evaluate, results_table
+    from srgan_noise.evaluation.realism import CRITIC_STEPS
 
     if not critic:
         _reject_unused("without --critic", critic_seeds=critic_seeds)
@@ -393,14 +393,14 @@ def eval_(
 @app.command(short_help="Export a generator to ONNX (dynamic size).")
 @command
 def export(
-    weights: Annotated[Path, typer.Argument(help="Generator weights (a .safetensors written by srgan train, or srgan_noise/pretrained/*.safetensors).", show_default=False)],
+    weights: Annotated[Path, typer.Argument(help="Generator weights (a .safetensors written by srgan train, or srgan_noise/inference/pretrained/*.safetensors).", show_default=False)],
     out: Annotated[Path, typer.Option("-o", "--out", help="The .onnx file to write.", show_default=False)],
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
     check: Annotated[bool, typer.Option(help="Compare ONNX Runtime's output with torch's on odd-sized random inputs (needs onnxruntime).")] = True,
 ) -> None:
     """Export a generator to ONNX: input "lr" (N, 3, h, w) in [0, 1], output "sr" (N, 3, h*scale, w*scale),
     N, h and w dynamic. The affine projection is not in the graph (see README)."""
-    from srgan_noise.export import ExportConfig, export as run_export
+    from srgan_noise.inference.export import ExportConfig, export as run_export
 
     difference = run_export(ExportConfig(weights=str(weights), out=str(out), force=force, check=check))
     checked = "" if difference is None else f" (max |onnxruntime - torch| = {difference:.1e} on odd sizes)"

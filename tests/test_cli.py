@@ -83,7 +83,7 @@ def test_plot_without_metrics(tmp_path):
 
 
 def test_resume_extends_unfinished_pretraining_only(tmp_path, image_folder):
-    from srgan_noise.checkpoint import load_checkpoint, save_checkpoint
+    from srgan_noise.training.checkpoint import load_checkpoint, save_checkpoint
 
     out = tmp_path / "run"
     assert run("train", "--data", image_folder, "--out", out, "--pretrain-steps", 2, "--steps", 0, *TINY).exit_code == 0
@@ -100,7 +100,7 @@ def test_resume_extends_unfinished_pretraining_only(tmp_path, image_folder):
 
 
 def test_resume_from_another_version(tmp_path, image_folder):
-    from srgan_noise.checkpoint import load_checkpoint, save_checkpoint
+    from srgan_noise.training.checkpoint import load_checkpoint, save_checkpoint
 
     out = tmp_path / "run"
     assert run("train", "--data", image_folder, "--out", out, "--pretrain-steps", 2, "--steps", 0, *TINY).exit_code == 0
@@ -152,7 +152,7 @@ def test_train_realistic_degradation_is_saved_with_the_run(tmp_path, image_folde
     result = run("train", "--data", image_folder, "--out", out, "--pretrain-steps", 2, "--steps", 0,
                  "--degradation", "realistic", "--scale", 2, *TINY)
     assert result.exit_code == 0, result.output
-    from srgan_noise.checkpoint import load_checkpoint
+    from srgan_noise.training.checkpoint import load_checkpoint
 
     assert load_checkpoint(out)["config"]["degradation"] == "realistic"
 
@@ -189,7 +189,7 @@ def test_init_with_resume_is_refused(tmp_path):
 def test_train_ebgan_with_virtual_batch_norm_then_resume(tmp_path, image_folder):
     import torch
 
-    from srgan_noise.checkpoint import load_checkpoint
+    from srgan_noise.training.checkpoint import load_checkpoint
 
     out = tmp_path / "run"
     result = run("train", "--data", image_folder, "--out", out, "--pretrain-steps", 2, "--steps", 2, "--loss", "ebgan",
@@ -209,7 +209,7 @@ def test_train_ebgan_with_virtual_batch_norm_then_resume(tmp_path, image_folder)
 
 def test_resume_a_run_saved_with_d_batch_norm(tmp_path, image_folder):
     """Checkpoints written before --d-norm replaced --no-d-batch-norm hold d_batch_norm: they resume."""
-    from srgan_noise.checkpoint import load_checkpoint, save_checkpoint
+    from srgan_noise.training.checkpoint import load_checkpoint, save_checkpoint
 
     out = tmp_path / "run"
     assert run("train", "--data", image_folder, "--out", out, "--pretrain-steps", 2, "--steps", 2, "--d-norm", "none",
