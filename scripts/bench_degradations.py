@@ -18,10 +18,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from srgan_noise.training.degradations import FAMILIES, REAL_INPUT_FAMILIES  # noqa: E402
-from srgan_noise.evaluation.evaluate import BICUBIC, MODEL, evaluate_images  # noqa: E402
 from srgan_noise.base.images import list_images, load_rgb  # noqa: E402
+from srgan_noise.evaluation.evaluate import evaluate_images  # noqa: E402
+from srgan_noise.evaluation.results import BICUBIC, MODEL  # noqa: E402
 from srgan_noise.inference.weights import SHIPPED, load_generator, shipped_scales, shipped_weights  # noqa: E402
+from srgan_noise.training.degradations import FAMILIES, REAL_INPUT_FAMILIES  # noqa: E402
 
 # The families the real-input model is held to (at least +0.5 dB each), then the training chain.
 DEFAULT_FAMILIES = (*REAL_INPUT_FAMILIES, "realistic")

@@ -31,12 +31,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from srgan_noise.training.data import mod_crop
-from srgan_noise.training.degradations import FAMILIES
-from srgan_noise.evaluation.evaluate import bicubic_up, score, super_resolve
 from srgan_noise.base.images import list_images, load_rgb
+from srgan_noise.evaluation.evaluate import bicubic_up, score, super_resolve
 from srgan_noise.inference.upscale import upscale
 from srgan_noise.inference.weights import load_generator, shipped_weights
+from srgan_noise.training.data import mod_crop
+from srgan_noise.training.degradations import FAMILIES
 
 SCALE = 4
 PROTOCOLS = ("pil-bicubic", "cv-cubic")

@@ -23,9 +23,9 @@ import time
 import torch
 
 from srgan_noise.base.config import preset
-from srgan_noise.models.generator import Generator, receptive_radius
 from srgan_noise.inference.tiles import plan_tiles
 from srgan_noise.inference.upscale import upscale
+from srgan_noise.models.generator import Generator, receptive_radius
 
 MB = 2**20
 

@@ -56,8 +56,8 @@ def parent(args: argparse.Namespace) -> None:
     from PIL import Image
 
     from srgan_noise.base.config import preset
-    from srgan_noise.models.generator import Generator
     from srgan_noise.inference.weights import save_generator
+    from srgan_noise.models.generator import Generator
 
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)

@@ -15,10 +15,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from srgan_noise.evaluation.evaluate import bicubic_down, bicubic_up, score, super_resolve  # noqa: E402
-from srgan_noise.training.data import mod_crop  # noqa: E402
 from srgan_noise.base.images import load_rgb  # noqa: E402
+from srgan_noise.evaluation.evaluate import bicubic_down, bicubic_up, score, super_resolve  # noqa: E402
 from srgan_noise.inference.weights import load_generator, shipped_weights  # noqa: E402
+from srgan_noise.training.data import mod_crop  # noqa: E402
 
 
 def main() -> None:

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import torch
 
-from srgan_noise.evaluation.evaluate import MODEL, evaluate_images
 from srgan_noise.base.images import list_images, load_rgb
 from srgan_noise.base.metrics import rgb_to_y
+from srgan_noise.evaluation.evaluate import evaluate_images
 from srgan_noise.evaluation.report import HR
+from srgan_noise.evaluation.results import MODEL
 from srgan_noise.inference.weights import load_generator
 
 

@@ -1,4 +1,4 @@
-"""Check `srgan_noise.evaluation.realism` on controlled degradations of HR images, all in one run.
+"""Check the high-band ratio (`srgan_noise.base.metrics`) and the critic test (`srgan_noise.evaluation.realism`) on controlled degradations of HR images, all in one run.
 
 Each HR image (cropped to a multiple of the scale) is degraded by Gaussian blur
 (sigma 0, 0.5, 1, 2 px, reflect border) or by added Gaussian noise (sigma 2, 5,
@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 from kornia.filters import gaussian_blur2d
 
-from srgan_noise.training.data import mod_crop
-from srgan_noise.evaluation.evaluate import bicubic_down, bicubic_up
 from srgan_noise.base.images import list_images, load_rgb
-from srgan_noise.base.metrics import quantize
-from srgan_noise.evaluation.realism import critic_accuracy, high_band_ratio
+from srgan_noise.base.metrics import high_band_ratio, quantize
+from srgan_noise.evaluation.evaluate import bicubic_down, bicubic_up
+from srgan_noise.evaluation.realism import critic_accuracy
+from srgan_noise.training.data import mod_crop
 
 SCALE = 4
 BLUR_SIGMAS = (0.0, 0.5, 1.0, 2.0)  # px

@@ -134,10 +134,10 @@ def train(
     """Train a generator: MSE pre-training, then the stabilised GAN phase.
 
     Several GPUs: torchrun --nproc-per-node N -m srgan_noise train ... (DistributedDataParallel; rank 0 writes)."""
-    from srgan_noise.training.checkpoint import load_checkpoint
     from srgan_noise.base.config import preset as make_preset
-    from srgan_noise.training.distributed import world_from_environment
     from srgan_noise.evaluation.plot import plot_run
+    from srgan_noise.training.checkpoint import load_checkpoint
+    from srgan_noise.training.distributed import world_from_environment
     from srgan_noise.training.train import TrainConfig, train as run_training
 
     if resume is not None:

@@ -19,18 +19,19 @@ from typing import Any, Callable
 import torch
 
 from srgan_noise.base.atomic import atomic_path, write_text_atomic
-from srgan_noise.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from srgan_noise.base.config import D_NORMS, ModelConfig, preset
+from srgan_noise.base.device import resolve_device
 from srgan_noise.base.errors import UserError
+from srgan_noise.base.metrics import quantize
+from srgan_noise.evaluation.evaluate import super_resolve
+from srgan_noise.evaluation.realism import CRITIC_SEEDS, CRITIC_STEPS, repeated_critic_accuracy
+from srgan_noise.inference.weights import load_generator
+from srgan_noise.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from srgan_noise.training.data import SAMPLE_VAL, load_folder, load_samples, validation_pairs
 from srgan_noise.training.monitor import METRICS_NAME, read_metrics
 from srgan_noise.training.toy import (MIXTURE_STD, MIXTURES, MODE_SPACING, TOY_GAMMA0, TOY_SIGMA0, ToyConfig, ToyRun,
-                             mixture_centres, plot_snapshots, toy_metrics, train_toy)
-from srgan_noise.training.data import SAMPLE_VAL, load_folder, load_samples, validation_pairs
-from srgan_noise.evaluation.evaluate import super_resolve
-from srgan_noise.base.metrics import quantize
-from srgan_noise.evaluation.realism import CRITIC_SEEDS, CRITIC_STEPS, repeated_critic_accuracy
-from srgan_noise.training.train import GENERATOR_FIELDS, GENERATOR_WEIGHTS, TrainConfig, resolve_device, train
-from srgan_noise.inference.weights import load_generator
+                                      mixture_centres, plot_snapshots, toy_metrics, train_toy)
+from srgan_noise.training.train import GENERATOR_FIELDS, GENERATOR_WEIGHTS, TrainConfig, train
 
 # Schedule name -> the fields it sets, on a plain GAN (no noise, no regulariser,
 # no smoothing), in both TrainConfig and ToyConfig. Strengths (sigma0, gamma0)

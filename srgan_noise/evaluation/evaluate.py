@@ -5,7 +5,7 @@ is made with PIL bicubic (antialiased; or another of degradations.FAMILIES, name
 `degradation`), the generator super-resolves it, and the
 result is compared with the HR image on the ITU-R BT.601 luma, `scale` pixels
 cropped from each border (PSNR; SSIM with an 11x11 Gaussian window, sigma 1.5;
-the high-band power ratio; optionally the critic two-sample test, realism.py).
+the high-band power ratio, base/metrics.py; optionally the critic two-sample test, realism.py).
 The bicubic baseline is PIL bicubic down and up, which reproduces the published
 Set5 x4 figure (28.42 dB / 0.8104, Ledig et al. 2017, Table 2) to 0.01 dB."""
 
@@ -25,21 +25,21 @@ from PIL import Image
 from rich.table import Table
 
 from srgan_noise.base.atomic import existing_ancestor, write_text_atomic
-from srgan_noise.training.data import mod_crop
-from srgan_noise.training.degradations import FAMILIES, PROTOCOL
+from srgan_noise.base.device import resolve_device
 from srgan_noise.base.errors import UserError
-from srgan_noise.models.generator import Generator
 from srgan_noise.base.images import list_images, load_rgb, pil_to_tensor
-from srgan_noise.base.metrics import quantize, y_metrics
-from srgan_noise.evaluation.realism import CRITIC_SEEDS, high_band_ratio, repeated_critic_accuracy
+from srgan_noise.base.metrics import high_band_ratio, quantize, y_metrics
+from srgan_noise.evaluation.realism import CRITIC_SEEDS, repeated_critic_accuracy
 from srgan_noise.evaluation.report import HR, report_html
-from srgan_noise.training.train import resolve_device
+from srgan_noise.evaluation.results import BICUBIC, MODEL, EvalResult, ImageScore
 from srgan_noise.inference.upscale import upscale_fitting_memory
 from srgan_noise.inference.weights import load_generator, shipped_weights
+from srgan_noise.models.generator import Generator
+from srgan_noise.training.data import mod_crop
+from srgan_noise.training.degradations import FAMILIES, PROTOCOL
 
 SSIM_WINDOW = 11  # the Gaussian window of metrics.y_metrics; images need this much left after the border crop
 CSV_COLUMNS = ("method", "image", "height", "width", "psnr", "ssim", "hf_ratio")
-MODEL, BICUBIC = "model", "bicubic"  # the two method names in rows, tables and files
 
 ImageDone = Callable[[str], None]  # called with each image's name once it is scored
 
@@ -69,38 +69,6 @@ class EvalConfig:
             raise UserError(f"--degradation must be one of {', '.join(FAMILIES)}, got {self.degradation!r}")
         if self.scale < 2:
             raise UserError(f"--scale must be at least 2, got {self.scale}")
-
-
-@dataclass(frozen=True)
-class ImageScore:
-    method: str  # MODEL or BICUBIC
-    image: str  # file name
-    height: int  # of the HR image after cropping to a multiple of the scale
-    width: int
-    psnr: float  # dB, Y channel
-    ssim: float
-    hf_ratio: float  # high-band power ratio, Y channel: 1.0 as much fine detail as the HR image
-
-
-@dataclass(frozen=True)
-class EvalResult:
-    rows: tuple[ImageScore, ...]  # per image, model rows first
-    # method -> {"psnr": dB, "ssim", "hf_ratio"}: means over images; with the critic
-    # test also "critic" (held-out accuracy over all images' patches) and "critic_se"
-    mean: dict[str, dict[str, float]]
-    scale: int
-    weights: str | None  # the weights file scored as MODEL, None for bicubic only
-    degradation: str = PROTOCOL  # how the LR inputs were made (degradations.FAMILIES)
-    # image name -> {method or HR: (3, H, W) uint8 as scored}; None unless asked for (they cost memory)
-    images: dict[str, dict[str, torch.Tensor]] | None = None
-
-    @property
-    def methods(self) -> list[str]:
-        return list(self.mean)
-
-    def label(self, method: str) -> str:
-        """What tables call a method: the weights file's stem for the model."""
-        return method if method == BICUBIC else Path(self.weights or MODEL).stem
 
 
 def bicubic_down(hr: torch.Tensor, scale: int) -> torch.Tensor:

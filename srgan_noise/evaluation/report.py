@@ -13,14 +13,11 @@ import base64
 import html
 import io
 import json
-from typing import TYPE_CHECKING
-
 import numpy as np
 import torch
 from PIL import Image
 
-if TYPE_CHECKING:  # evaluate imports this module to write the page
-    from srgan_noise.evaluation.evaluate import EvalResult
+from srgan_noise.evaluation.results import EvalResult
 
 HR, HR_LABEL = "hr", "HR (ground truth)"  # the ground truth's key in EvalResult.images, and its name
 CROP = 48  # px of the image shown in the zoom panes

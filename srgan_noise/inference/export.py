@@ -18,8 +18,8 @@ import torch
 
 from srgan_noise.base.atomic import atomic_path
 from srgan_noise.base.errors import UserError
-from srgan_noise.models.generator import Generator
 from srgan_noise.inference.weights import load_generator
+from srgan_noise.models.generator import Generator
 
 CHECK_SHAPES = ((1, 3, 37, 23), (2, 3, 20, 31))  # odd sizes, and a batch, for the check against torch
 

@@ -28,15 +28,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from srgan_noise.base.atomic import existing_ancestor
+from srgan_noise.base.device import resolve_device
 from srgan_noise.base.errors import UserError
-from srgan_noise.models.generator import Generator, Sides, receptive_radius
-from srgan_noise.inference.image_planes import (DEFAULT_MAX_PIXELS, FORMATS, ImagePlanes, PixelLayout, quantise, read_planes,
-                                     remove_stale_temporaries, resize_array, write_array)
 from srgan_noise.base.images import is_image_path
-from srgan_noise.models.projection import project_in_place
+from srgan_noise.inference.image_planes import (DEFAULT_MAX_PIXELS, FORMATS, ImagePlanes, PixelLayout, quantise,
+                                                read_planes, remove_stale_temporaries, resize_array, write_array)
 from srgan_noise.inference.tiles import plan_tiles, tile_batches
-from srgan_noise.training.train import resolve_device
 from srgan_noise.inference.weights import SCALES, choose_shipped, load_generator
+from srgan_noise.models.generator import Generator, Sides, receptive_radius
+from srgan_noise.models.projection import project_in_place
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}

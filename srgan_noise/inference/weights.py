@@ -72,7 +72,7 @@ def missing_weights(what: str, where: Path, scale: int, shipped: list[int]) -> U
 def save_generator(generator: Generator | SubPixelGenerator, path: Path, extra: dict[str, str] | None = None) -> None:
     """Atomically write the generator's weights with its config in the metadata;
     a full disk is a one-line error and leaves the previous file."""
-    metadata = {"format": "srgan_noise.models.generator", "config": json.dumps(generator.config.to_dict())}
+    metadata = {"format": "srgan_noise.generator", "config": json.dumps(generator.config.to_dict())}
     metadata.update(extra or {})
     tensors = {name: value.detach().cpu().contiguous() for name, value in generator.state_dict().items()}
     with reporting_write_errors(path, "the previous weights are kept"), atomic_path(path) as tmp:

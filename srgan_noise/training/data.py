@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from srgan_noise.training.degradations import degrade_realistic, downscale_with
 from srgan_noise.base.errors import UserError
 from srgan_noise.base.images import list_images, load_rgb
+from srgan_noise.training.degradations import degrade_realistic, downscale_with
 
 # scikit-image samples that ship inside the package (others need a download).
 SAMPLE_TRAIN = ("astronaut", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina", "cat")

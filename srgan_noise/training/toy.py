@@ -17,14 +17,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from srgan_noise.base.errors import UserError
 from srgan_noise.base.atomic import atomic_path
 from srgan_noise.base.config import D_NORMS
+from srgan_noise.base.errors import UserError
 from srgan_noise.models.discriminator import (MinibatchDiscrimination, ReferenceBatch, norm_layers, reference_stream,
-                                      spectral_normalise)
+                                              spectral_normalise)
 from srgan_noise.training.losses import LOSSES, as_logits, d_loss, feature_matching, g_loss, pulling_away
 from srgan_noise.training.monitor import WindowMeans
-from srgan_noise.training.regularisers import HistoricalAverage, add_instance_noise, after_d_update, d_extra_loss, d_penalty
+from srgan_noise.training.regularisers import (HistoricalAverage, add_instance_noise, after_d_update, d_extra_loss,
+                                               d_penalty)
 from srgan_noise.training.schedules import noise_sigma, reg_gamma
 
 MIXTURES = ("ring", "grid")

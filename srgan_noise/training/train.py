@@ -19,26 +19,27 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from srgan_noise.base.atomic import existing_ancestor, remove_leftovers
-from srgan_noise.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from srgan_noise.base.config import ModelConfig, preset
-from srgan_noise.training.data import (DEGRADATIONS, SAMPLE_TRAIN, SAMPLE_VAL, PatchSampler, load_folder, load_samples,
-                              validation_pairs)
-from srgan_noise.models.discriminator import AutoEncoderDiscriminator, Discriminator, build_discriminator, reference_stream
-from srgan_noise.training.distributed import (World, device_for, from_main, mean_over_ranks, process_group, rank_seed,
-                                     rank_slice, replicate)
+from srgan_noise.base.device import resolve_device
 from srgan_noise.base.errors import UserError
-from srgan_noise.models.generator import Generator, SubPixelGenerator, build_generator
 from srgan_noise.base.lock import locked_run
-from srgan_noise.training.losses import (CONTENT_LOSSES, LOSSES, as_logits, content_loss, d_loss, feature_matching, g_loss,
-                                pulling_away)
-from srgan_noise.base.metrics import y_metrics
-from srgan_noise.training.monitor import MetricsLog, WindowMeans, first_non_finite
-from srgan_noise.models.perceptual import MISSING_WEIGHTS, load_vgg_loss
-from srgan_noise.evaluation.realism import high_band_ratio
-from srgan_noise.training.regularisers import (HistoricalAverage, add_instance_noise, after_d_update, d_extra_loss, d_penalty,
-                                      d_penalty_on_share)
-from srgan_noise.training.schedules import noise_sigma, pretrain_lr, reg_gamma
+from srgan_noise.base.metrics import high_band_ratio, y_metrics
 from srgan_noise.inference.weights import load_generator, save_generator
+from srgan_noise.models.discriminator import (AutoEncoderDiscriminator, Discriminator, build_discriminator,
+                                              reference_stream)
+from srgan_noise.models.generator import Generator, SubPixelGenerator, build_generator
+from srgan_noise.models.perceptual import MISSING_WEIGHTS, load_vgg_loss
+from srgan_noise.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from srgan_noise.training.data import (DEGRADATIONS, SAMPLE_TRAIN, SAMPLE_VAL, PatchSampler, load_folder, load_samples,
+                                       validation_pairs)
+from srgan_noise.training.distributed import (World, device_for, from_main, mean_over_ranks, process_group, rank_seed,
+                                              rank_slice, replicate)
+from srgan_noise.training.losses import (CONTENT_LOSSES, LOSSES, as_logits, content_loss, d_loss, feature_matching,
+                                         g_loss, pulling_away)
+from srgan_noise.training.monitor import MetricsLog, WindowMeans, first_non_finite
+from srgan_noise.training.regularisers import (HistoricalAverage, add_instance_noise, after_d_update, d_extra_loss,
+                                               d_penalty, d_penalty_on_share)
+from srgan_noise.training.schedules import noise_sigma, pretrain_lr, reg_gamma
 
 GENERATOR_WEIGHTS = "generator.safetensors"
 PRETRAIN_WEIGHTS = "generator_pretrain.safetensors"  # the MSE (PSNR-oriented) generator
@@ -336,7 +337,7 @@ def gan_step(
 @torch.inference_mode()
 def evaluate(generator: Generator, pairs: list[Batch], scale: int,
              device: torch.device) -> tuple[dict[str, float], torch.Tensor]:
-    """Mean PSNR, MSE, SSIM and high-band power ratio (realism.py) on the Y
+    """Mean PSNR, MSE, SSIM and high-band power ratio (base/metrics.py) on the Y
     channel over full validation images, and a crop panel of the first (crop_panel)."""
     was_training = generator.training
     generator.eval()
@@ -363,14 +364,6 @@ def crop_panel(lr: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor, scale: int,
     small = lr[:, top // scale:(top + side) // scale, left // scale:(left + side) // scale]
     up = small.repeat_interleave(scale, -2).repeat_interleave(scale, -1)
     return torch.cat([up, sr[window], hr[window]], -1).clamp(0, 1)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 def load_data(config: TrainConfig) -> tuple[PatchSampler, list[Batch]]:

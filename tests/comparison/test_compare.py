@@ -6,14 +6,12 @@ import math
 import pytest
 from typer.testing import CliRunner
 
-from srgan_noise.training.checkpoint import load_checkpoint, save_checkpoint
-from srgan_noise.cli import app
-from srgan_noise.comparison.compare import (
-    PLAIN, SCHEDULES, CompareConfig, compare, d_figures, run_name, run_or_reuse, schedule_config, sr_figures,
-    summarise, toy_schedule_config,
-)
 from srgan_noise.base.config import preset
 from srgan_noise.base.errors import UserError
+from srgan_noise.cli import app
+from srgan_noise.comparison.compare import (PLAIN, SCHEDULES, CompareConfig, compare, d_figures, run_name, run_or_reuse,
+                                            schedule_config, sr_figures, summarise, toy_schedule_config)
+from srgan_noise.training.checkpoint import load_checkpoint, save_checkpoint
 from srgan_noise.training.monitor import read_metrics
 from srgan_noise.training.toy import ToyConfig
 from srgan_noise.training.train import TrainConfig

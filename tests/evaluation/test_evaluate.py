@@ -9,13 +9,14 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from srgan_noise.cli import app
 from srgan_noise.base.config import preset
 from srgan_noise.base.errors import UserError
-from srgan_noise.evaluation.evaluate import (BICUBIC, CSV_COLUMNS, MODEL, EvalConfig, bicubic_down, bicubic_up, evaluate,
-                                  evaluate_images, score)
-from srgan_noise.models.generator import Generator
 from srgan_noise.base.images import load_rgb
+from srgan_noise.cli import app
+from srgan_noise.evaluation.evaluate import (CSV_COLUMNS, EvalConfig, bicubic_down, bicubic_up, evaluate,
+                                             evaluate_images, score)
+from srgan_noise.evaluation.results import BICUBIC, MODEL
+from srgan_noise.models.generator import Generator
 import srgan_noise.inference.weights as weights_module
 from srgan_noise.inference.weights import load_generator, save_generator
 

@@ -4,8 +4,8 @@ import matplotlib
 import pytest
 
 from srgan_noise.base.errors import UserError
-from srgan_noise.training.monitor import read_metrics
 from srgan_noise.evaluation.plot import monitor_figure, plot_run
+from srgan_noise.training.monitor import read_metrics
 
 
 def _record(step, phase, index):

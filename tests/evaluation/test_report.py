@@ -11,15 +11,15 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import srgan_noise.base.atomic as atomic_module
-from srgan_noise.cli import app
 from srgan_noise.base.config import preset
 from srgan_noise.base.errors import UserError
-from srgan_noise.evaluation.evaluate import (BICUBIC, MODEL, EvalConfig, EvalResult, bicubic_down, bicubic_up, evaluate,
-                                  evaluate_images)
-from srgan_noise.models.generator import Generator
 from srgan_noise.base.images import load_rgb
+from srgan_noise.cli import app
+from srgan_noise.evaluation.evaluate import EvalConfig, bicubic_down, bicubic_up, evaluate, evaluate_images
 from srgan_noise.evaluation.report import CROP, HR, ZOOM, most_detailed_crop, png_data_uri, report_html
+from srgan_noise.evaluation.results import BICUBIC, MODEL, EvalResult
 from srgan_noise.inference.weights import save_generator
+from srgan_noise.models.generator import Generator
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

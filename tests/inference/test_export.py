@@ -3,12 +3,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from srgan_noise.cli import app
 from srgan_noise.base.config import preset
 from srgan_noise.base.errors import UserError
+from srgan_noise.cli import app
 from srgan_noise.inference.export import ExportConfig, export
-from srgan_noise.models.generator import Generator
 from srgan_noise.inference.weights import save_generator
+from srgan_noise.models.generator import Generator
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 onnxruntime = pytest.importorskip("onnxruntime")

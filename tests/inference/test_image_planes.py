@@ -7,8 +7,8 @@ import torch
 from PIL import Image, ImageCms, ImageOps
 
 from srgan_noise.base.errors import UserError
-from srgan_noise.inference.image_planes import (ImagePlanes, PixelLayout, quantise, read_planes, remove_stale_temporaries,
-                                     write_planes)
+from srgan_noise.inference.image_planes import (ImagePlanes, PixelLayout, quantise, read_planes,
+                                                remove_stale_temporaries, write_planes)
 
 
 def _pixels(rng, shape, dtype=np.uint8):

@@ -13,14 +13,14 @@ from rich.console import Console
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
-from srgan_noise.cli import app
 from srgan_noise.base.config import preset
 from srgan_noise.base.errors import UserError
-from srgan_noise.models.generator import Generator, build_generator, receptive_radius
+from srgan_noise.cli import app
 from srgan_noise.inference.image_planes import ImagePlanes, PixelLayout, quantise, read_planes, write_planes
+from srgan_noise.models.generator import Generator, build_generator, receptive_radius
 import srgan_noise.inference.upscale as upscale_module
-from srgan_noise.inference.upscale import (MIN_TILE, UpscaleConfig, all_finite, bicubic_strips, resolve_precision, room_problem, upscale,
-                                 upscale_files, upscale_fitting_memory, upscale_into)
+from srgan_noise.inference.upscale import (MIN_TILE, UpscaleConfig, all_finite, bicubic_strips, resolve_precision,
+                                           room_problem, upscale, upscale_files, upscale_fitting_memory, upscale_into)
 import srgan_noise.inference.weights as weights_module
 from srgan_noise.inference.weights import choose_shipped, save_generator, shipped_weights
 

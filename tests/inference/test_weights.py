@@ -6,14 +6,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from srgan_noise.cli import app
 from srgan_noise.base.config import preset
-from srgan_noise.training.degradations import REAL_INPUT_FAMILIES
 from srgan_noise.base.errors import UserError
-from srgan_noise.evaluation.evaluate import BICUBIC, MODEL, evaluate_images
-from srgan_noise.models.generator import Generator, build_generator
 from srgan_noise.base.images import list_images, load_rgb
+from srgan_noise.cli import app
+from srgan_noise.evaluation.evaluate import evaluate_images
+from srgan_noise.evaluation.results import BICUBIC, MODEL
 from srgan_noise.inference.weights import load_generator, save_generator, shipped_weights
+from srgan_noise.models.generator import Generator, build_generator
+from srgan_noise.training.degradations import REAL_INPUT_FAMILIES
 
 
 @pytest.mark.parametrize("name", ["tiny", "fast"])

@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from srgan_noise.base.config import ModelConfig, preset
-from srgan_noise.models.discriminator import Discriminator, build_discriminator
 from srgan_noise.base.errors import UserError
+from srgan_noise.models.discriminator import Discriminator, build_discriminator
 from srgan_noise.models.generator import Generator, SubPixelGenerator, build_generator, receptive_radius
 
 

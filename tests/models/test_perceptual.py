@@ -8,12 +8,12 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from srgan_noise.models import perceptual
 from srgan_noise.base.config import preset
 from srgan_noise.base.errors import UserError
+from srgan_noise.inference.weights import save_generator
+from srgan_noise.models import perceptual
 from srgan_noise.models.generator import Generator
 from srgan_noise.models.perceptual import FEATURE_SCALE, load_vgg, load_vgg_loss
-from srgan_noise.inference.weights import save_generator
 
 torchvision = pytest.importorskip("torchvision")
 

@@ -5,12 +5,12 @@ import torch.nn.functional as F
 from PIL import Image
 
 from srgan_noise.base.config import preset
-from srgan_noise.training.data import downscale
 from srgan_noise.base.errors import UserError
-from srgan_noise.models.generator import Generator
-from srgan_noise.models.projection import affine_projection, downscale_matrix, project_in_place
 from srgan_noise.inference.upscale import upscale
 from srgan_noise.inference.weights import load_generator, save_generator
+from srgan_noise.models.generator import Generator
+from srgan_noise.models.projection import affine_projection, downscale_matrix, project_in_place
+from srgan_noise.training.data import downscale
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

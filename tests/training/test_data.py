@@ -5,10 +5,10 @@ import pytest
 import torch
 from PIL import Image
 
-from srgan_noise.training.data import PatchSampler, downscale, load_folder, load_samples, validation_pairs
-from srgan_noise.training.degradations import downscale_with
 from srgan_noise.base.errors import UserError
 from srgan_noise.base.images import load_rgb
+from srgan_noise.training.data import PatchSampler, downscale, load_folder, load_samples, validation_pairs
+from srgan_noise.training.degradations import downscale_with
 
 
 def test_sampler_shapes_and_determinism(image_folder):

@@ -6,9 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from srgan_noise.training.degradations import (DOWNSCALERS, FAMILIES, Chain, blur_size, degrade_realistic,
-                                      downscale_with, downscaler_weights, draw_chain, gaussian_kernel)
 from srgan_noise.evaluation.evaluate import bicubic_down
+from srgan_noise.training.degradations import (DOWNSCALERS, FAMILIES, Chain, blur_size, degrade_realistic,
+                                               downscale_with, downscaler_weights, draw_chain, gaussian_kernel)
 
 
 def _image(height=48, width=40, seed=0) -> torch.Tensor:

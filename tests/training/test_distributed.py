@@ -28,12 +28,12 @@ import torch
 import torch.distributed as dist
 from PIL import Image
 
-from srgan_noise.training.checkpoint import load_checkpoint
 from srgan_noise.base.config import preset
-from srgan_noise.models.discriminator import Discriminator
-from srgan_noise.training.distributed import (DistributedModule, World, process_group, rank_seed, rank_slice, replicate,
-                                     world_from_environment)
 from srgan_noise.base.errors import UserError
+from srgan_noise.models.discriminator import Discriminator
+from srgan_noise.training.checkpoint import load_checkpoint
+from srgan_noise.training.distributed import (DistributedModule, World, process_group, rank_seed, rank_slice, replicate,
+                                              world_from_environment)
 from srgan_noise.training.monitor import read_metrics
 from srgan_noise.training.regularisers import d_penalty, wgan_gradient_penalty
 from srgan_noise.training.train import TrainConfig, build_nets, gan_step, train

@@ -12,14 +12,14 @@ from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 from srgan_noise.base.atomic import remove_leftovers
-from srgan_noise.training.checkpoint import load_checkpoint, save_checkpoint
 from srgan_noise.base.config import ModelConfig, preset
 from srgan_noise.base.errors import UserError
-from srgan_noise.models.generator import Generator
 from srgan_noise.base.lock import locked_run
+from srgan_noise.inference.weights import load_generator, save_generator
+from srgan_noise.models.generator import Generator
+from srgan_noise.training.checkpoint import load_checkpoint, save_checkpoint
 from srgan_noise.training.monitor import MetricsLog, read_metrics
 from srgan_noise.training.train import TrainConfig, train
-from srgan_noise.inference.weights import load_generator, save_generator
 from tests.test_cli import TINY as CLI_TINY, one_error_line, run
 
 TINY = dict(model=preset("tiny"), batch_size=2, patch_size=16, log_every=2, checkpoint_every=2, progress=False)
@@ -227,7 +227,7 @@ def test_crafted_weights_metadata_refused_in_one_line(tmp_path, field, value, me
     path = tmp_path / "crafted.safetensors"
     crafted = {**generator.config.to_dict(), field: value}
     save_file({k: v.contiguous() for k, v in generator.state_dict().items()}, str(path),
-              metadata={"format": "srgan_noise.models.generator", "config": json.dumps(crafted)})
+              metadata={"format": "srgan_noise.generator", "config": json.dumps(crafted)})
     with pytest.raises(UserError, match=rf"^{path}: {message}"):
         load_generator(path)
     with pytest.raises(UserError, match=message):
@@ -304,7 +304,8 @@ def test_unreadable_checkpoint_gives_no_weights_only_advice(tmp_path):
 
 
 def test_eval_results_disk_full_leaves_nothing(tmp_path, monkeypatch):
-    from srgan_noise.evaluation.evaluate import EvalResult, write_results
+    from srgan_noise.evaluation.evaluate import write_results
+    from srgan_noise.evaluation.results import EvalResult
 
     result = EvalResult(rows=(), mean={}, scale=4, weights=None)
     real_write_text = type(tmp_path).write_text

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from srgan_noise.training.regularisers import (add_instance_noise, d_penalty, d_penalty_on_share, input_gradient_sq_norms,
-                                      roth_omega, share_size)
+from srgan_noise.training.regularisers import (add_instance_noise, d_penalty, d_penalty_on_share,
+                                               input_gradient_sq_norms, roth_omega, share_size)
 
 
 class Linear(nn.Module):

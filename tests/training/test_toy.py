@@ -5,10 +5,9 @@ import torch
 
 from srgan_noise.base.errors import UserError
 from srgan_noise.training.losses import LOSSES
-from srgan_noise.training.toy import (
-    MIXTURE_STD, TOY_GAMMA0, TOY_MARGIN, TOY_SIGMA0, ToyConfig, build_toy_nets, high_quality_percent, mixture_centres,
-    mode_counts, modes_covered, plot_snapshots, reverse_kl, sample_mixture, toy_metrics, toy_step, train_toy,
-)
+from srgan_noise.training.toy import (MIXTURE_STD, TOY_GAMMA0, TOY_MARGIN, TOY_SIGMA0, ToyConfig, build_toy_nets,
+                                      high_quality_percent, mixture_centres, mode_counts, modes_covered, plot_snapshots,
+                                      reverse_kl, sample_mixture, toy_metrics, toy_step, train_toy)
 
 
 def at_centres(mixture, per_mode, jitter=0.5, seed=0):
