@@ -1,6 +1,6 @@
 """What making the LR patches costs per training batch, for each --degradation, next to
 the MSE step of a preset that consumes them; one process, one CPU thread, variants
-interleaved, medians (README "Real photos").
+interleaved, medians (docs/real-photos.md).
 
     .venv/bin/python scripts/bench_chain.py                      # x4, 16 patches of 64 px, small
     .venv/bin/python scripts/bench_chain.py --scale 2 --repeats 30
@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from srgan_noise.base.config import preset  # noqa: E402
 from srgan_noise.training.data import DEGRADATIONS, PatchSampler, load_folder  # noqa: E402
-from srgan_noise.training.train import TrainConfig, build_nets, pretrain_step  # noqa: E402
+from srgan_noise.training.steps import build_nets, pretrain_step  # noqa: E402
+from srgan_noise.training.train_config import TrainConfig  # noqa: E402
 
 
 def main() -> None:

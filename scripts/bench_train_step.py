@@ -32,7 +32,8 @@ import torch.nn.functional as F
 from srgan_noise.base.config import preset
 from srgan_noise.training.losses import d_loss_bce, g_loss_non_saturating
 from srgan_noise.training.regularisers import add_instance_noise, d_penalty_on_share, roth_omega
-from srgan_noise.training.train import Nets, TrainConfig, build_nets, gan_step
+from srgan_noise.training.steps import Nets, build_nets, gan_step
+from srgan_noise.training.train_config import TrainConfig
 
 
 def bare_step(nets: Nets, lr: torch.Tensor, hr: torch.Tensor, adv_weight: float) -> None:

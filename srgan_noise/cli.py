@@ -138,7 +138,8 @@ def train(
     from srgan_noise.evaluation.plot import plot_run
     from srgan_noise.training.checkpoint import load_checkpoint
     from srgan_noise.training.distributed import world_from_environment
-    from srgan_noise.training.train import TrainConfig, train as run_training
+    from srgan_noise.training.train import train as run_training
+    from srgan_noise.training.train_config import TrainConfig
 
     if resume is not None:
         if init is not None:

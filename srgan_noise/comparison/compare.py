@@ -29,9 +29,11 @@ from srgan_noise.inference.weights import load_generator
 from srgan_noise.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from srgan_noise.training.data import SAMPLE_VAL, load_folder, load_samples, validation_pairs
 from srgan_noise.training.monitor import METRICS_NAME, read_metrics
+from srgan_noise.training.steps import GENERATOR_FIELDS
 from srgan_noise.training.toy import (MIXTURE_STD, MIXTURES, MODE_SPACING, TOY_GAMMA0, TOY_SIGMA0, ToyConfig, ToyRun,
                                       mixture_centres, plot_snapshots, toy_metrics, train_toy)
-from srgan_noise.training.train import GENERATOR_FIELDS, GENERATOR_WEIGHTS, TrainConfig, train
+from srgan_noise.training.train import GENERATOR_WEIGHTS, train
+from srgan_noise.training.train_config import TrainConfig
 
 # Schedule name -> the fields it sets, on a plain GAN (no noise, no regulariser,
 # no smoothing), in both TrainConfig and ToyConfig. Strengths (sigma0, gamma0)

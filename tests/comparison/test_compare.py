@@ -14,7 +14,7 @@ from srgan_noise.comparison.compare import (PLAIN, SCHEDULES, CompareConfig, com
 from srgan_noise.training.checkpoint import load_checkpoint, save_checkpoint
 from srgan_noise.training.monitor import read_metrics
 from srgan_noise.training.toy import ToyConfig
-from srgan_noise.training.train import TrainConfig
+from srgan_noise.training.train_config import TrainConfig
 
 TINY = dict(preset="tiny", pretrain_steps=2, steps=4, batch_size=2, patch_size=32, log_every=2, device="cpu",
             progress=False, critic_steps=0)

@@ -36,7 +36,9 @@ from srgan_noise.training.distributed import (DistributedModule, World, process_
                                               world_from_environment)
 from srgan_noise.training.monitor import read_metrics
 from srgan_noise.training.regularisers import d_penalty, wgan_gradient_penalty
-from srgan_noise.training.train import TrainConfig, build_nets, gan_step, train
+from srgan_noise.training.steps import build_nets, gan_step
+from srgan_noise.training.train import train
+from srgan_noise.training.train_config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
 TOLERANCE = 1e-5  # relative: monitored figures, validation scores, penalty gradients

@@ -19,7 +19,8 @@ from srgan_noise.inference.weights import load_generator, save_generator
 from srgan_noise.models.generator import Generator
 from srgan_noise.training.checkpoint import load_checkpoint, save_checkpoint
 from srgan_noise.training.monitor import MetricsLog, read_metrics
-from srgan_noise.training.train import TrainConfig, train
+from srgan_noise.training.train import train
+from srgan_noise.training.train_config import TrainConfig
 from tests.test_cli import TINY as CLI_TINY, one_error_line, run
 
 TINY = dict(model=preset("tiny"), batch_size=2, patch_size=16, log_every=2, checkpoint_every=2, progress=False)

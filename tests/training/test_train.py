@@ -13,7 +13,9 @@ from srgan_noise.training.checkpoint import load_checkpoint
 from srgan_noise.training.losses import g_loss_relativistic
 from srgan_noise.training.monitor import read_metrics
 from srgan_noise.training.regularisers import roth_omega
-from srgan_noise.training.train import TrainConfig, build_nets, gan_step, train
+from srgan_noise.training.steps import build_nets, gan_step
+from srgan_noise.training.train import train
+from srgan_noise.training.train_config import TrainConfig
 
 TINY = dict(model=preset("tiny"), batch_size=2, patch_size=16, log_every=2, checkpoint_every=2, progress=False)
 
