@@ -33,7 +33,7 @@ def child(args: argparse.Namespace) -> None:
     import torch
     from rich.console import Console
 
-    from srgan_noise.inference.upscale import UpscaleConfig, upscale_files
+    from srgan_noise.inference.upscale_files import UpscaleConfig, upscale_files
     from srgan_noise.inference.weights import load_generator
 
     torch.set_num_threads(args.threads)

@@ -257,7 +257,7 @@ def upscale(
     Memory is the output's own 8-bit (or 16-bit) size plus about 1 GB; an output that does not fit in the available memory or disk is refused up front.
 
     Bad inputs are reported one line each and skipped; the others are still upscaled, and the exit status is 2 if any failed."""
-    from srgan_noise.inference.upscale import UpscaleConfig, upscale_files
+    from srgan_noise.inference.upscale_files import UpscaleConfig, upscale_files
 
     if overlap != "auto" and not overlap.isdigit():
         raise UserError(f"--overlap must be auto or a number of LR pixels, got {overlap!r}")

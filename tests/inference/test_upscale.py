@@ -18,9 +18,9 @@ from srgan_noise.base.errors import UserError
 from srgan_noise.cli import app
 from srgan_noise.inference.image_planes import ImagePlanes, PixelLayout, quantise, read_planes, write_planes
 from srgan_noise.models.generator import Generator, build_generator, receptive_radius
-import srgan_noise.inference.upscale as upscale_module
-from srgan_noise.inference.upscale import (MIN_TILE, UpscaleConfig, all_finite, bicubic_strips, resolve_precision,
-                                           room_problem, upscale, upscale_files, upscale_fitting_memory, upscale_into)
+import srgan_noise.inference.upscale_files as upscale_files_module
+from srgan_noise.inference.upscale import MIN_TILE, all_finite, resolve_precision, upscale, upscale_fitting_memory
+from srgan_noise.inference.upscale_files import UpscaleConfig, bicubic_strips, room_problem, upscale_files, upscale_into
 import srgan_noise.inference.weights as weights_module
 from srgan_noise.inference.weights import choose_shipped, save_generator, shipped_weights
 
@@ -556,7 +556,7 @@ def test_bicubic_strips_equal_the_whole(height, rows):
 def test_room_problem(tmp_path, monkeypatch):
     layout = PixelLayout.of(grey=False, alpha=False, bits=8, file_format="PNG")
     source, target = tmp_path / "a.png", tmp_path / "out" / "a_x4.png"
-    monkeypatch.setattr(upscale_module, "available_memory", lambda: 2 * 2**30)
+    monkeypatch.setattr(upscale_files_module, "available_memory", lambda: 2 * 2**30)
     assert room_problem(source, target, 1000, 1000, layout, affine=False) is None
     assert room_problem(source, target, 24000, 16000, layout, affine=False) == (  # 1.07 GiB of pixels + 1 GiB
         f"{source}: the 16000x24000 output needs 2.1 GiB of memory, 2.0 GiB is available")
@@ -564,14 +564,14 @@ def test_room_problem(tmp_path, monkeypatch):
     webp = PixelLayout.of(grey=False, alpha=False, bits=8, file_format="WEBP")
     assert room_problem(source, tmp_path / "a.webp", 20000, 10, webp, affine=False) == (
         f"{source}: the 10x20000 output is over WEBP's 16,383-pixel side limit; use --ext png")
-    monkeypatch.setattr(upscale_module, "available_memory", lambda: None)  # not Linux: no memory check
-    monkeypatch.setattr(upscale_module.shutil, "disk_usage", lambda folder: shutil._ntuple_diskusage(1, 1, 2**29))
+    monkeypatch.setattr(upscale_files_module, "available_memory", lambda: None)  # not Linux: no memory check
+    monkeypatch.setattr(upscale_files_module.shutil, "disk_usage", lambda folder: shutil._ntuple_diskusage(1, 1, 2**29))
     assert room_problem(source, target, 24000, 16000, layout, affine=False) == (
         f"{target}: the output may need up to 1.1 GiB on disk, 0.5 GiB is free in {tmp_path}")
 
 
 def test_command_refuses_an_output_without_room(work, weights, monkeypatch):
-    monkeypatch.setattr(upscale_module, "available_memory", lambda: 2**20)
+    monkeypatch.setattr(upscale_files_module, "available_memory", lambda: 2**20)
     before = _files(work.parent)
     result = _run(_image(work / "a.png"), "--weights", weights)
     assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1
@@ -581,13 +581,13 @@ def test_command_refuses_an_output_without_room(work, weights, monkeypatch):
 
 def test_command_never_replaces_an_output_written_meanwhile(work, weights, monkeypatch):
     target = work / "a_x2.png"
-    real = upscale_module.upscale_into
+    real = upscale_files_module.upscale_into
 
     def and_another_process_writes(*args, **kwargs):  # between planning (no target yet) and writing
         target.write_bytes(b"the other process's output")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(upscale_module, "upscale_into", and_another_process_writes)
+    monkeypatch.setattr(upscale_files_module, "upscale_into", and_another_process_writes)
     result = _run(_image(work / "a.png"), "--weights", weights)
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
@@ -620,7 +620,7 @@ def test_command_warns_about_animated_images(work, weights):
 
 
 def test_command_reports_non_finite_output_per_file(work, weights, monkeypatch):
-    monkeypatch.setattr(upscale_module, "load_generator",
+    monkeypatch.setattr(upscale_files_module, "load_generator",
                         lambda path, device: Flaky(_generator(SCALE), nan_always=True))
     result = _run(_image(work / "a.png"), "--weights", weights)
     assert result.exit_code == 2
