@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from srgan_noise.comparison.compare import toy_schedule_config
+from srgan_noise.comparison.toy_runs import toy_schedule_config
 from srgan_noise.models.discriminator import reference_stream
 from srgan_noise.training.toy import ToyConfig, build_toy_nets, sample_mixture, toy_step
 

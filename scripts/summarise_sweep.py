@@ -15,7 +15,8 @@ import json
 import statistics
 from pathlib import Path
 
-from srgan_noise.comparison.compare import CRITIC_NAME, gan_records
+from srgan_noise.comparison.sr_runs import CRITIC_NAME
+from srgan_noise.comparison.tables import gan_records
 from srgan_noise.training.monitor import METRICS_NAME, read_metrics
 
 

@@ -320,7 +320,8 @@ def compare(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Train under each stabilisation schedule and tabulate D behaviour and quality (SR task or 2-D toy)."""
-    from srgan_noise.comparison.compare import CompareConfig, compare as run_compare
+    from srgan_noise.comparison.compare import compare as run_compare
+    from srgan_noise.comparison.compare_config import CompareConfig
 
     if toy is not None:
         _reject_unused("with --toy", pretrain_steps=pretrain_steps, init=init, data=data, val=val, preset=preset,

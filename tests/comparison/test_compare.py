@@ -9,8 +9,12 @@ from typer.testing import CliRunner
 from srgan_noise.base.config import preset
 from srgan_noise.base.errors import UserError
 from srgan_noise.cli import app
-from srgan_noise.comparison.compare import (PLAIN, SCHEDULES, CompareConfig, compare, d_figures, run_name, run_or_reuse,
-                                            schedule_config, sr_figures, summarise, toy_schedule_config)
+from srgan_noise.comparison.compare import compare
+from srgan_noise.comparison.compare_config import CompareConfig
+from srgan_noise.comparison.schedule_table import PLAIN, SCHEDULES, run_name
+from srgan_noise.comparison.sr_runs import run_or_reuse, schedule_config
+from srgan_noise.comparison.tables import d_figures, sr_figures, summarise
+from srgan_noise.comparison.toy_runs import toy_schedule_config
 from srgan_noise.training.checkpoint import load_checkpoint, save_checkpoint
 from srgan_noise.training.monitor import read_metrics
 from srgan_noise.training.toy import ToyConfig
@@ -253,12 +257,12 @@ def test_full_disk_during_compare_is_one_line(tmp_path, monkeypatch):
     ends the command in one line, not a traceback."""
     import errno
 
-    import srgan_noise.comparison.compare as compare_module
+    import srgan_noise.comparison.toy_runs as toy_runs_module
 
     def full(path, text):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(compare_module, "write_text_atomic", full)
+    monkeypatch.setattr(toy_runs_module, "write_text_atomic", full)
     result = CliRunner().invoke(app, ["compare", "--toy", "ring", "--schedules", "none", "--seeds", "1", "--steps",
                                       "3", "--out", str(tmp_path / "c"), "--no-progress"])
     lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
