@@ -3,24 +3,13 @@
 import math
 
 import pytest
-import skimage.data
 import torch
 import torch.nn.functional as F
-from kornia.filters import gaussian_blur2d
 
 from srgan_noise.base.metrics import high_band_mask, high_band_power, high_band_ratio
 from srgan_noise.training.data import downscale
 
-
-def astronaut(top: int = 300, left: int = 300, size: int = 96) -> torch.Tensor:
-    """A textured crop of scikit-image's astronaut (bundled, offline): (1, 3, size, size) in [0, 1]."""
-    array = torch.from_numpy(skimage.data.astronaut()[top : top + size, left : left + size].copy())
-    return array.permute(2, 0, 1).float().div(255).unsqueeze(0)
-
-
-def blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
-    size = 2 * math.ceil(3 * sigma) + 1
-    return gaussian_blur2d(image, (size, size), (sigma, sigma), border_type="reflect")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def cosine(height: int, width: int, frequency: float, amplitude: float) -> torch.Tensor:
@@ -79,19 +68,19 @@ def test_power_exception():
 # high-band ratio
 
 
-def test_ratio_of_hr_with_itself_is_one():
+def test_ratio_of_hr_with_itself_is_one(astronaut):
     hr = astronaut()
     assert high_band_ratio(hr, hr, scale=4, border=4).item() == 1.0
 
 
-def test_ratio_falls_with_blur():
+def test_ratio_falls_with_blur(astronaut, blur):
     hr = astronaut()
     ratios = [high_band_ratio(blur(hr, sigma), hr, scale=4, border=4).item() for sigma in (0.5, 1.0, 2.0)]
     assert 1.0 > ratios[0] > ratios[1] > ratios[2]
     assert ratios[2] < 0.05
 
 
-def test_noise_lifts_ratio_above_one():
+def test_noise_lifts_ratio_above_one(astronaut):
     hr = astronaut()
     noise = torch.randn(hr.shape, generator=torch.Generator().manual_seed(0))
     ratios = [high_band_ratio(hr + sigma / 255 * noise, hr, scale=4, border=4).item() for sigma in (2, 5, 10)]
@@ -99,13 +88,13 @@ def test_noise_lifts_ratio_above_one():
     assert ratios[2] > 1.1  # a textured crop: sigma 10 adds about a sixth of its own high-band power
 
 
-def test_bicubic_upscale_has_little_high_band():
+def test_bicubic_upscale_has_little_high_band(astronaut):
     hr = astronaut()
     bicubic = F.interpolate(downscale(hr, 4), scale_factor=4, mode="bicubic", align_corners=False)
     assert high_band_ratio(bicubic, hr, scale=4, border=4).item() < 0.15
 
 
-def test_ratio_is_per_image_and_crops_the_border():
+def test_ratio_is_per_image_and_crops_the_border(astronaut, blur):
     hr = torch.cat([astronaut(), astronaut(380, 200)])
     sr = torch.cat([blur(hr[:1], 1.0), hr[1:]])
     ratios = high_band_ratio(sr, hr, scale=4, border=5)
@@ -115,7 +104,7 @@ def test_ratio_is_per_image_and_crops_the_border():
     torch.testing.assert_close(ratios, cropped)
 
 
-def test_ratio_quantises_to_8_bits():
+def test_ratio_quantises_to_8_bits(astronaut):
     hr = astronaut()
     sr = hr + 0.4 / 255  # rounds back to the same 8-bit levels
     assert high_band_ratio(sr, hr, scale=4, border=0).item() == 1.0

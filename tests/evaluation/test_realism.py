@@ -1,9 +1,6 @@
-import math
 
 import pytest
-import skimage.data
 import torch
-from kornia.filters import gaussian_blur2d
 
 from srgan_noise.base.errors import UserError
 from srgan_noise.base.metrics import quantize
@@ -11,17 +8,6 @@ from srgan_noise.evaluation.realism import cosine_learning_rate, critic_accuracy
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def astronaut(top: int = 300, left: int = 300, size: int = 96) -> torch.Tensor:
-    """A textured crop of scikit-image's astronaut (bundled, offline): (1, 3, size, size) in [0, 1]."""
-    array = torch.from_numpy(skimage.data.astronaut()[top : top + size, left : left + size].copy())
-    return array.permute(2, 0, 1).float().div(255).unsqueeze(0)
-
-
-def blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
-    size = 2 * math.ceil(3 * sigma) + 1
-    return gaussian_blur2d(image, (size, size), (sigma, sigma), border_type="reflect")
 
 
 FAST = dict(patch=16, steps=150, batch=16)  # about a second on one thread
@@ -38,14 +24,14 @@ def test_cosine_learning_rate_endpoints():
     assert cosine_learning_rate(100, 100, 2e-3) == pytest.approx(0.0, abs=1e-12)
 
 
-def test_critic_cannot_tell_hr_from_itself():
+def test_critic_cannot_tell_hr_from_itself(astronaut):
     images = [astronaut(size=64)[0], astronaut(380, 200, size=48)[0]]
     result = critic_accuracy(images, images, patch=16, steps=20, batch=8)
     assert result.accuracy == 0.5 and result.train_accuracy == 0.5
     assert result.test_count + result.train_count == 2 * (16 + 9)
 
 
-def test_critic_catches_heavy_blur():
+def test_critic_catches_heavy_blur(astronaut, blur):
     hr = [astronaut(size=96)[0], astronaut(380, 200, size=96)[0]]
     sr = [blur(image[None], 2.0)[0] for image in hr]
     result = critic_accuracy(sr, hr, **FAST)
@@ -53,7 +39,7 @@ def test_critic_catches_heavy_blur():
     assert result.accuracy > 0.8
 
 
-def test_critic_is_deterministic_and_leaves_global_rng_alone():
+def test_critic_is_deterministic_and_leaves_global_rng_alone(astronaut):
     hr = [astronaut(size=64)[0]]
     sr = [quantize(hr[0] + 0.05 * torch.randn(hr[0].shape))]
     state = torch.get_rng_state()
@@ -62,7 +48,7 @@ def test_critic_is_deterministic_and_leaves_global_rng_alone():
     assert critic_accuracy(sr, hr, patch=16, steps=30, batch=8, seed=3) == first
 
 
-def test_images_smaller_than_the_patch_contribute_nothing():
+def test_images_smaller_than_the_patch_contribute_nothing(astronaut):
     hr = [astronaut(size=64)[0], torch.rand(3, 10, 40)]
     result = critic_accuracy(hr, hr, patch=16, steps=5, batch=4)
     assert result.test_count + result.train_count == 2 * 16
@@ -79,7 +65,7 @@ def test_critic_exception():
         critic_accuracy([torch.rand(3, 32, 32)], [torch.rand(3, 32, 33)])
 
 
-def test_repeated_critic_is_the_mean_of_its_seeds():
+def test_repeated_critic_is_the_mean_of_its_seeds(astronaut, blur):
     hr = [astronaut(size=64)[0]]
     sr = [blur(hr[0][None], 1.0)[0]]
     options = dict(patch=16, steps=20, batch=8)
