@@ -1,7 +1,7 @@
 """Gain over bicubic per LR family: for each shipped model (and any --weights), the mean
 PSNR of its output minus the mean PSNR of PIL bicubic upsampling of the same LR input,
 on the Y channel with `scale` px borders (srgan eval's protocol), for each family of
-srgan_noise.training.degradations. Prints a markdown table (README "Real photos").
+srgan_noise.training.degradations. Prints a markdown table (docs/real-photos.md).
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_degradations.py                # Set5 x4, the shipped models
     .venv/bin/python scripts/bench_degradations.py --weights runs/<run>/generator.safetensors --scale 2

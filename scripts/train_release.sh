@@ -5,10 +5,10 @@
 #   srresnet_x$SCALE.safetensors  MSE training (--model psnr), one run
 #   srgan_x$SCALE.safetensors     a GAN phase started from it (--init; --model gan): content MSE +
 #                                 1e-2 x adversarial, D without normalisation, constant instance
-#                                 noise sigma 0.1 (README "Where the GAN adds detail")
+#                                 noise sigma 0.1 (docs/stabilisation-evidence.md)
 # DEGRADATION=realistic: the generator for real photos (--model real, srgan upscale's default)
 #   srresnet_real_x$SCALE.safetensors  MSE training on LR patches from the random realistic chain
-#                                 (README "Real photos"), the learning rate on a cosine to 0: fine-tuned
+#                                 (docs/real-photos.md), the learning rate on a cosine to 0: fine-tuned
 #                                 from srresnet_x$SCALE where that is shipped (x4), from scratch otherwise
 #                                 (x2). MSE, not a GAN: the model must beat bicubic on every LR family,
 #                                 and the GAN phase costs PSNR. FINETUNE=N adds a second cosine cycle of

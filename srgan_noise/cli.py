@@ -88,7 +88,7 @@ def train(
     image_skip: Annotated[bool, typer.Option(help="Add the bicubic-upsampled input to G's output (off: Ledig's original).")] = True,
     upsample: Annotated[Optional[str], typer.Option(help="G's x2 stages: pixel-shuffle (Ledig's: conv to 4x channels, PixelShuffle) | nearest (ESRGAN's: nearest x2, then conv; no per-sub-pixel weights, which the GAN grew into a pattern repeating every 2-4 px) [default: nearest for tiny, small and srresnet].")] = None,
     projection: Annotated[str, typer.Option(help="none | affine: project G's output onto the images whose bicubic downscaling is exactly the input (Sonderby et al. 2016); saved with the weights, so upscale and eval apply it.")] = "none",
-    degradation: Annotated[str, typer.Option(help="How LR training patches are made: bicubic (antialiased, the SR benchmark protocol) | bicubic-mixed (per patch at random: one in ten antialiased, nine in ten OpenCV's INTER_CUBIC without antialiasing, as ESPCN and FSRCNN were trained) | realistic (a random chain per patch: blur, one of six downscalers, Gaussian/Poisson noise, JPEG 30-95; README 'Real photos'). Validation stays bicubic.")] = "bicubic",
+    degradation: Annotated[str, typer.Option(help="How LR training patches are made: bicubic (antialiased, the SR benchmark protocol) | bicubic-mixed (per patch at random: one in ten antialiased, nine in ten OpenCV's INTER_CUBIC without antialiasing, as ESPCN and FSRCNN were trained) | realistic (a random chain per patch: blur, one of six downscalers, Gaussian/Poisson noise, JPEG 30-95; docs/real-photos.md). Validation stays bicubic.")] = "bicubic",
     noise: Annotated[str, typer.Option(help="Instance noise: none | constant | linear (sigma0 -> 0).")] = "constant",
     sigma0: Annotated[Optional[float], typer.Option(help="Noise std in [0,1] intensity units [default: 0.1].")] = None,
     noise_steps: Annotated[Optional[int], typer.Option(help="Step where linear noise reaches 0 [default: --steps].")] = None,
@@ -96,7 +96,7 @@ def train(
     gamma0: Annotated[Optional[float], typer.Option(help="Roth gamma at step 0, a noise variance [default: 2.0].")] = None,
     gamma_schedule: Annotated[Optional[str], typer.Option(help="annealed (gamma0*0.01^(t/T)) | constant [default: annealed].")] = None,
     reg_every: Annotated[Optional[int], typer.Option(help="Apply the regulariser every k-th D step, scaled by k [default: 1].")] = None,
-    reg_share: Annotated[Optional[float], typer.Option(help="Compute the regulariser on this share of each batch (its first round(share x batch) real and fake patches), in a forward of its own: about that share of its cost; with D's batch norm each term sees the share as its batch (README 'Cost') [default: 1, the whole batch].")] = None,
+    reg_share: Annotated[Optional[float], typer.Option(help="Compute the regulariser on this share of each batch (its first round(share x batch) real and fake patches), in a forward of its own: about that share of its cost; with D's batch norm each term sees the share as its batch (docs/training.md, 'Cost') [default: 1, the whole batch].")] = None,
     label_smoothing: Annotated[bool, typer.Option("--label-smoothing", help="One-sided: real target 0.9.")] = False,
     loss: Annotated[str, typer.Option(help="non-saturating | saturating (log(1-D)) | lsgan | hinge | wgan (clipping, RMSProp) | wgan-gp | ebgan (D an auto-encoder whose energy is its reconstruction error; monitored as sigmoid(4 (1 - 2 energy/margin))) | relativistic (relativistic average, ESRGAN's: real more realistic than the average fake).")] = "non-saturating",
     clip: Annotated[Optional[float], typer.Option(help="wgan: clip D weights to [-c, c] [default: 0.01].")] = None,
@@ -174,7 +174,7 @@ def train(
             _reject_unused("without --loss wgan-gp", gp_weight=gp_weight)
         if loss != "ebgan":
             _reject_unused("without --loss ebgan", ebgan_margin=ebgan_margin, pt_weight=pt_weight)
-        d_norm = d_norm or "none"  # batch norm hides what differs between a real and a fake batch (README)
+        d_norm = d_norm or "none"  # batch norm hides what differs between a real and a fake batch (docs/stabilisation-evidence.md)
         if d_norm != "virtual":
             _reject_unused(f"with --d-norm {d_norm}", vbn_reference=vbn_reference)
         if minibatch_discrimination < 0:
@@ -288,7 +288,7 @@ def compare(
                                                 "wgan, wgan-gp, r1, r2 (gamma/2 E||grad||^2, gamma 2.0 SR), spectral-norm, "
                                                 "minibatch-discrimination, feature-matching, historical-averaging, "
                                                 "virtual-batch-norm, ebgan, ebgan-pt "
-                                                "(see README's toolbox table). NAME@S sets its strength (sigma0 of "
+                                                "(see docs/stabilisation.md). NAME@S sets its strength (sigma0 of "
                                                 "noise-*, gamma0 of roth-*/r1/r2, ...), NAME@S/K a regulariser every "
                                                 "K-th D step: noise-linear@0.03,roth-constant@0.1/4.")] = "none,noise-linear,noise-constant,roth-annealed,roth-constant,label-smoothing",
     seeds: Annotated[int, typer.Option(help="Runs per schedule, seeds 0..N-1.")] = 3,
@@ -401,7 +401,7 @@ def export(
     check: Annotated[bool, typer.Option(help="Compare ONNX Runtime's output with torch's on odd-sized random inputs (needs onnxruntime).")] = True,
 ) -> None:
     """Export a generator to ONNX: input "lr" (N, 3, h, w) in [0, 1], output "sr" (N, 3, h*scale, w*scale),
-    N, h and w dynamic. The affine projection is not in the graph (see README)."""
+    N, h and w dynamic. The affine projection is not in the graph (see docs/inference.md)."""
     from srgan_noise.inference.export import ExportConfig, export as run_export
 
     difference = run_export(ExportConfig(weights=str(weights), out=str(out), force=force, check=check))

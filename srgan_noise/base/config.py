@@ -99,8 +99,8 @@ class ModelConfig:
 
 
 # SRResNet presets upsample by nearest x2 + conv: ModelConfig's default stays pixel-shuffle, what
-# files written before the field existed hold (README "Where the GAN adds detail").
-# Their discriminators have no normalisation: batch norm hid the fakes' noise from D (README, same section).
+# files written before the field existed hold (docs/stabilisation-evidence.md, "Where the GAN adds detail").
+# Their discriminators have no normalisation: batch norm hid the fakes' noise from D (same section).
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(channels=8, blocks=2, upsample="nearest", d_channels=8, d_dense=32, d_norm="none"),
     "small": dict(channels=32, blocks=6, upsample="nearest", d_channels=32, d_dense=256, d_norm="none"),

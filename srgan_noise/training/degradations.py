@@ -31,7 +31,7 @@ The realistic chain, per HR patch, each choice independent (REALISTIC_* below):
    and the aliased bilinear none. The aliased ones are drawn most because they
    are the hardest to tell from detail: with all six equally likely and blur
    half the time, 2000 steps left OpenCV's cubic at +0.16 dB over bicubic at
-   x4 and -0.51 dB at x2 (README "Real photos");
+   x4 and -0.51 dB at x2 (docs/real-photos.md);
 3. Gaussian noise with probability 0.4, sigma uniform in [1, 10] (of 255), the same
    on the three channels (grey) 40 % of the time;
 4. Poisson (shot) noise with probability 0.2: Poisson(x peak) / peak, the peak
@@ -152,7 +152,7 @@ FAMILIES: dict[str, Family] = {
     "jpeg75": jpeg75, "noise5": noise5, "realistic": realistic,
 }
 PROTOCOL = "pil-bicubic"  # the standard SR benchmark's LR images, and eval's default
-# The families the real-input model (--model real) is held to: at least +0.5 dB over bicubic on each (README).
+# The families the real-input model (--model real) is held to: at least +0.5 dB over bicubic on each (docs/real-photos.md).
 REAL_INPUT_FAMILIES = ("pil-bicubic", "pil-lanczos", "pil-box", "cv-area", "cv-cubic", "cv-linear", "jpeg75", "noise5")
 
 # --- the realistic training chain ------------------------------------------------------------------------------

@@ -81,7 +81,7 @@ SET5 = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "Set5"
 @pytest.mark.parametrize("scale", [2, 4])
 def test_shipped_real_model_gains_half_a_db_on_every_family(scale):
     """`srgan upscale`'s default must beat bicubic upsampling of the same LR image
-    whatever made it (README "Real photos"; the table there is this, per family)."""
+    whatever made it (docs/real-photos.md; the table there is this, per family)."""
     images = [(path.name, load_rgb(path)) for path in list_images(SET5)]
     generator = load_generator(shipped_weights("real", scale))
     gains = {}
