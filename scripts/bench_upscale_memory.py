@@ -3,7 +3,8 @@ the output's own size, all figures measured in one run.
 
 Each size runs in a fresh child process whose VmHWM (peak resident bytes) is read at the
 end; `base` is its resident memory after imports and loading the generator, before the
-image is read. A random generator (tiny preset by default; the weights do not change
+image is read, and the last line splits it: the interpreter, `import torch`, the rest of
+what `srgan upscale` imports, the generator. A random generator (tiny preset by default; the weights do not change
 memory) upscales a random RGB PNG x4 on the CPU, written as PNG. The goal: peak at most
 1.5 x the 8-bit output's bytes + 1 GB, whatever the size.
 
@@ -30,12 +31,16 @@ def status() -> tuple[int, int]:
 
 
 def child(args: argparse.Namespace) -> None:
+    python, _ = status()
     import torch
+
+    after_torch, _ = status()
     from rich.console import Console
 
     from srgan_noise.inference.upscale_files import UpscaleConfig, upscale_files
     from srgan_noise.inference.weights import load_generator
 
+    after_imports, _ = status()
     torch.set_num_threads(args.threads)
     load_generator(Path(args.weights), torch.device("cpu"))  # what upscale_files loads, to count in `base`
     base, _ = status()
@@ -47,7 +52,8 @@ def child(args: argparse.Namespace) -> None:
     if report.failed:
         raise SystemExit(f"failed: {report.failed}")
     _, peak = status()
-    print(json.dumps({"base": base, "peak": peak, "seconds": seconds}))
+    print(json.dumps({"base": base, "peak": peak, "seconds": seconds, "python": python, "torch": after_torch - python,
+                      "imports": after_imports - after_torch, "model": base - after_imports}))
 
 
 def parent(args: argparse.Namespace) -> None:
@@ -68,6 +74,7 @@ def parent(args: argparse.Namespace) -> None:
         print(f"{'input':>11} {'output GB':>9} {'base GB':>8} {'peak GB':>8} {'peak/out':>8} "
               f"{'(peak-base)/out':>15} {'goal GB':>8} {'ok':>3} {'s':>6}")
         rng = np.random.default_rng(0)
+        parts = []
         for size in args.sizes.split(","):
             width, height = map(int, size.split("x"))
             image = folder / f"in_{size}.png"
@@ -85,6 +92,10 @@ def parent(args: argparse.Namespace) -> None:
                   f"{measured['seconds']:6.1f}")
             image.unlink()
             out.unlink()
+            parts.append(measured)
+        first = parts[0]
+        print(f"\nbase, resident GB: Python {first['python'] / GB:.2f} + import torch {first['torch'] / GB:.2f} "
+              f"+ srgan_noise's upscale imports {first['imports'] / GB:.2f} + the generator {first['model'] / GB:.2f}")
 
 
 def main() -> None:

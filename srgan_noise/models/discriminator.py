@@ -134,6 +134,8 @@ def signal_preserving_init(discriminator: "Discriminator", input_mean: float = 0
     For a D without normalisation: PyTorch's default init shrinks the signal about
     sqrt(3)-fold per layer, so after eight convs the biases swamp the input and D's
     loss sits at ln 2 for hundreds of steps (at Adam 1e-4, a GAN phase's whole length)."""
+    if next(discriminator.parameters()).is_meta:  # shapes only: nothing to draw (see Generator._init_weights)
+        return
     for module in discriminator.modules():
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             nn.init.kaiming_normal_(module.weight, a=0.2, nonlinearity="leaky_relu")

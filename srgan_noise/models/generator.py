@@ -82,8 +82,10 @@ class Generator(nn.Module):
     def _init_weights(self) -> None:
         # Kaiming scaled by 0.1 (BasicSR's MSRResNet init): residual branches
         # start near identity and, with the image skip, the output near bicubic.
+        # Not on the meta device, where only shapes are wanted (weights.load_generator's check):
+        # normal_ there goes through torch's Python decompositions, 2 s of imports.
         for module in self.modules():
-            if isinstance(module, nn.Conv2d):
+            if isinstance(module, nn.Conv2d) and not module.weight.is_meta:
                 nn.init.kaiming_normal_(module.weight)
                 module.weight.data.mul_(0.1)
                 nn.init.zeros_(module.bias)
@@ -152,7 +154,7 @@ class SubPixelGenerator(nn.Module):
         # Fixed, not learned: kept out of the state dict, so weights files hold the learned layers only.
         self.register_buffer("bicubic", bicubic_subpixel_weight(scale), persistent=False)
         for module in self.modules():
-            if isinstance(module, nn.Conv2d):
+            if isinstance(module, nn.Conv2d) and not module.weight.is_meta:  # as Generator's
                 nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
                 nn.init.zeros_(module.bias)
         self.conv_last.weight.data.mul_(0.1)  # the output starts near bicubic, as Generator's init does
@@ -189,10 +191,12 @@ def bicubic_subpixel_weight(scale: int) -> torch.Tensor:
     values, is output pixel (m scale + i, n scale + j) of colour c. Bicubic (a = -0.75) is
     separable and reaches LR pixels m - 2 to m + 2; the taps are read off F.interpolate
     itself by upsampling unit impulses, in float64."""
+    # On the CPU whatever the default device: under load_generator's meta-device shape check,
+    # a meta interpolate would go through torch's Python decompositions (2.5 s of imports).
     length, centre = 9, 4
-    taps = torch.empty(scale, 5, dtype=torch.float64)  # taps[i, k]: weight of LR pixel m + k - 2 in output m scale + i
+    taps = torch.empty(scale, 5, dtype=torch.float64, device="cpu")  # LR pixel m + k - 2 in output m scale + i
     for k in range(5):
-        impulse = torch.zeros(1, 1, 1, length, dtype=torch.float64)
+        impulse = torch.zeros(1, 1, 1, length, dtype=torch.float64, device="cpu")
         impulse[..., centre + k - 2] = 1
         upsampled = F.interpolate(impulse, scale_factor=(1, scale), mode="bicubic", align_corners=False)[0, 0, 0]
         taps[:, k] = upsampled[centre * scale:(centre + 1) * scale]

@@ -18,12 +18,14 @@ Two implementations of the same map:
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.linalg
-import scipy.sparse
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:  # scipy is imported where it is used: `srgan upscale` without a projection never needs it
+    import scipy.sparse
 
 BLOCK = 512  # identity columns downscaled at a time while reading off A (bounds memory for long axes)
 STRIP = 256  # output rows corrected at a time by project_in_place
@@ -34,6 +36,8 @@ def downscale_matrix(length: int, scale: int) -> scipy.sparse.csr_matrix:
     """A (length/scale, length), float64, with A @ column == the pipeline's
     downscaling of that column: read off F.interpolate itself by downscaling
     slabs of the identity (exact by construction, no filter re-implemented)."""
+    import scipy.sparse
+
     if length % scale:
         raise ValueError(f"length {length} is not a multiple of the scale {scale}")
     columns = []
@@ -52,6 +56,8 @@ def downscale_matrix(length: int, scale: int) -> scipy.sparse.csr_matrix:
 def _gram_factor(length: int, scale: int) -> np.ndarray:
     """Banded Cholesky factor of A A^T (symmetric, positive definite, bandwidth 3
     at every scale, condition number about 2): solves in linear time."""
+    import scipy.linalg
+
     gram = (downscale_matrix(length, scale) @ downscale_matrix(length, scale).T).tocoo()
     bandwidth = int(np.abs(gram.row - gram.col).max())
     banded = np.zeros((bandwidth + 1, gram.shape[0]))  # upper form: row bandwidth - k holds diagonal k
@@ -61,6 +67,8 @@ def _gram_factor(length: int, scale: int) -> np.ndarray:
 
 
 def _solve_gram(factor: np.ndarray, right: np.ndarray) -> np.ndarray:
+    import scipy.linalg
+
     return scipy.linalg.cho_solve_banded((factor, False), right)
 
 
