@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 import time
 import warnings
@@ -144,6 +145,8 @@ def train(
     if resume is not None:
         if init is not None:
             raise UserError("--init starts a new run; a resumed run continues from its checkpoint")
+        if resume.is_file() and resume.name != "checkpoint.pt":
+            raise UserError(f"--resume {resume}: is a file; give the run folder (it holds checkpoint.pt)")
         if resume.is_file():  # RUN/checkpoint.pt: the run is its folder
             resume = resume.parent
         checkpoint = load_checkpoint(resume)
@@ -315,7 +318,7 @@ def compare(
     d_lr: Annotated[Optional[float], typer.Option(help="SR: D's learning rate [default: G's, 1e-4].")] = None,
     critic_steps: Annotated[Optional[int], typer.Option(help="SR: train steps of the critic two-sample test of each run's final generator on the validation images (0: skip it) [default: 400; --critic-seeds tests of about 8 s each].")] = None,
     critic_seeds: Annotated[Optional[int], typer.Option(help="SR: critic tests averaged per run (seeds 0..N-1) [default: 5].")] = None,
-    train: Annotated[bool, typer.Option(help="SR: --no-train tabulates and plots the runs in --out as far as they got, training nothing (a long sweep's progress).")] = True,
+    train: Annotated[bool, typer.Option(help="SR: --no-train tabulates and plots the runs in --out as far as they got, training nothing and running no critic test: critic accuracies come from the runs' cached critic.json, blank where there is none (a long sweep's progress).")] = True,
     device: Device = "auto",
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
@@ -409,7 +412,16 @@ def export(
     console.print(f"wrote {out}{checked}", highlight=False, soft_wrap=True)
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM (a scheduler's stop, `kill`) unwinds like an error, so every write in progress removes its
+    hidden temporary file and run locks are released; SIGKILL cannot be caught (the next run cleans up)."""
+    console.print("[red]error:[/] stopped by SIGTERM; files being written were removed, finished ones are kept",
+                  highlight=False, soft_wrap=True)
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     app(prog_name="srgan")
 
 

@@ -53,7 +53,7 @@ def test_train_writes_run_and_plot(tmp_path, image_folder):
     (lambda d, t: ["--data", d, "--reg-share", "0.25"], r"--reg-share has no effect with --reg none"),
     (lambda d, t: ["--data", d, "--preset", "fast", "--no-image-skip"], r"subpixel generator .* needs the image skip"),
     (lambda d, t: ["--data", d, "--loss", "hinge", "--label-smoothing"], r"needs a loss with a real target"),
-    (lambda d, t: ["--data", d, "--scale", "3"], r"scale must be 2, 4 or 8"),
+    (lambda d, t: ["--data", d, "--scale", "3"], r"scale must be the integer 2, 4 or 8"),
     (lambda d, t: ["--data", d, "--projection", "cubic"], r"projection must be one of none, affine"),
     (lambda d, t: ["--data", d, "--degradation", "jpeg"], r"--degradation must be one of bicubic, bicubic-mixed, realistic"),
     (lambda d, t: ["--data", d, "--degradation", "realistic", "--projection", "affine"],

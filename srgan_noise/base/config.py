@@ -54,8 +54,8 @@ class ModelConfig:
     d_autoencoder: bool = False
 
     def __post_init__(self) -> None:
-        if type(self.scale) is not int or self.scale not in (2, 4, 8):
-            raise UserError(f"scale must be 2, 4 or 8, got {self.scale}")
+        if type(self.scale) is not int or self.scale not in (2, 4, 8):  # repr: the string "4" is not the number 4
+            raise UserError(f"scale must be the integer 2, 4 or 8, got {self.scale!r}")
         if self.generator not in GENERATORS:
             raise UserError(f"generator must be one of {', '.join(GENERATORS)}, got {self.generator!r}")
         if self.upsample not in UPSAMPLES:

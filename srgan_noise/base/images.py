@@ -33,6 +33,8 @@ def open_image(path: Path) -> Image.Image:
     """Open and fully decode an image, EXIF orientation applied."""
     if not path.exists():
         raise UserError(f"{path}: no such file")
+    if not path.is_file():  # a FIFO would block the read forever, a device read without end
+        raise UserError(f"{path}: not a regular file; give an image file")
     if path.stat().st_size == 0:
         raise UserError(f"{path}: empty file")
     try:

@@ -18,12 +18,14 @@ def plot_sr(runs: dict[str, list[list[dict[str, Any]]]], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter
 
     from srgan_noise.evaluation.plot import draw_d_curves
 
     columns = min(3, len(runs))
     d_rows = math.ceil(len(runs) / columns)
-    figure = plt.figure(figsize=(4.5 * columns, 2.8 * (d_rows + 1.3)))
+    # At least three panels wide: the bottom row always holds three, whose labels overlap in less.
+    figure = plt.figure(figsize=(4.5 * max(columns, 3), 2.8 * (d_rows + 1.3)))
     grid = figure.add_gridspec(d_rows + 1, 2 * columns, height_ratios=[1] * d_rows + [1.3])
     for index, (name, records) in enumerate(runs.items()):
         row, column = divmod(index, columns)
@@ -43,6 +45,8 @@ def plot_sr(runs: dict[str, list[list[dict[str, Any]]]], path: Path) -> Path:
             axis.ticklabel_format(axis="y", useOffset=False)  # values, not "1e-5 + 0.81" offsets
         else:  # log: a drifting run's MSE and high-band ratio reach 30x and 1000x the stable ones'
             axis.set_yscale("log")
+            for ticks in (axis.yaxis.set_major_formatter, axis.yaxis.set_minor_formatter):
+                ticks(FormatStrFormatter("%g"))  # "120", not "1.2 x 10^2", which ran into the next panel
         if key == "val_hf_ratio":
             axis.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")  # the real images' fine detail
         axis.grid(alpha=0.3)

@@ -3,6 +3,7 @@ puts on a plain GAN, for the SR runs and the toy alike, with an optional strengt
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from srgan_noise.base.errors import UserError
@@ -70,8 +71,8 @@ def schedule_fields(spec: str) -> dict[str, Any]:
             fields["reg_every"] = int(every)
     except ValueError:
         raise UserError(f"schedule {spec}: expected {name}@NUMBER{'[/K]' if name in REGULARISED else ''}") from None
-    if fields[STRENGTHS[name]] < 0 or fields.get("reg_every", 1) < 1:
-        raise UserError(f"schedule {spec}: the strength must be >= 0 and K >= 1")
+    if not math.isfinite(fields[STRENGTHS[name]]) or fields[STRENGTHS[name]] < 0 or fields.get("reg_every", 1) < 1:
+        raise UserError(f"schedule {spec}: the strength must be a number >= 0 and K >= 1")
     return fields
 
 

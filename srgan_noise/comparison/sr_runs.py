@@ -67,6 +67,8 @@ def compare_sr(config: CompareConfig) -> list[Path]:
         checkpoint_every=config.log_every * math.ceil(100 / config.log_every), device=config.device,
         progress=config.progress,
     )
+    for name in config.schedules:  # every run's settings checked before any of them trains
+        schedule_config(base, name)
     pretrained: list[Path | None] = []
     for seed in range(config.seeds if config.pretrain_steps else 0):
         pretrain_config = dataclasses.replace(base, out=str(out / f"pretrain-seed{seed}"), seed=seed, steps=0)
@@ -82,7 +84,8 @@ def compare_sr(config: CompareConfig) -> list[Path]:
             if not config.train:
                 run = existing_run(run_config)
                 if run is not None and any(r.get("phase") == "gan" for r in read_metrics(run)):
-                    runs[name].append(with_critic(run, run_config, config.critic_steps, config.critic_seeds))
+                    runs[name].append(with_critic(run, run_config, config.critic_steps, config.critic_seeds,
+                                                  compute=False))
                 continue
             if pretrained and not (Path(run_config.out) / CHECKPOINT_NAME).exists():
                 start_from(pretrained[seed], run_config)
@@ -92,11 +95,11 @@ def compare_sr(config: CompareConfig) -> list[Path]:
     if pretrained:
         done = [run for run in pretrained if run is not None]
         rows = [{"schedule": "mse-pretrain", "seeds": len(done),
-                 **summarise([with_critic(run, base, config.critic_steps, config.critic_seeds) for run in done],
-                             pretrain_figures)}]
+                 **summarise([with_critic(run, base, config.critic_steps, config.critic_seeds, compute=config.train)
+                              for run in done], pretrain_figures)}]
     elif runs:  # --init: the weights' own figures, as the runs recorded them at step 0
         start = next(record for records in runs.values() for record in records[0] if record["phase"] == "init")
-        critic = start_critic(base, out, config.critic_steps, config.critic_seeds)
+        critic = start_critic(base, out, config.critic_steps, config.critic_seeds, compute=config.train)
         rows = [{"schedule": "init", "seeds": 1, **summarise([[start, *critic]], pretrain_figures)}]
     else:
         raise UserError(f"{out}: no runs with these settings yet; run the command without --no-train first")
@@ -138,19 +141,23 @@ def existing_run(config: TrainConfig) -> Path | None:
     return run
 
 
-def with_critic(run: Path, config: TrainConfig, steps: int, seeds: int = CRITIC_SEEDS) -> list[dict[str, Any]]:
+def with_critic(run: Path, config: TrainConfig, steps: int, seeds: int = CRITIC_SEEDS,
+                compute: bool = True) -> list[dict[str, Any]]:
     """The run's metrics records, then (unless steps is 0) a {"phase": "critic",
     "critic": accuracy, ...} record: the critic two-sample test of the run's final
     generator on the validation images (realism.repeated_critic_accuracy: the mean of
-    `seeds` tests, each critic trained `steps` steps), cached in <run>/critic.json."""
+    `seeds` tests, each critic trained `steps` steps), cached in <run>/critic.json;
+    with compute False (--no-train), only a cached one."""
     records = read_metrics(run)
     if steps == 0:
         return records
     wanted = {"step": records[-1]["step"], "critic_steps": steps, "critic_seeds": seeds}
-    return [*records, cached_critic(run / CRITIC_NAME, wanted, run / GENERATOR_WEIGHTS, config)]
+    critic = cached_critic(run / CRITIC_NAME, wanted, run / GENERATOR_WEIGHTS, config, compute)
+    return [*records, critic] if critic is not None else records
 
 
-def start_critic(config: TrainConfig, out: Path, steps: int, seeds: int = CRITIC_SEEDS) -> list[dict[str, Any]]:
+def start_critic(config: TrainConfig, out: Path, steps: int, seeds: int = CRITIC_SEEDS,
+                 compute: bool = True) -> list[dict[str, Any]]:
     """[the critic record of config.init's generator] (as with_critic's, cached in
     <out>/init-critic.json with the weights' SHA-256), or [] when steps is 0."""
     if steps == 0:
@@ -158,16 +165,21 @@ def start_critic(config: TrainConfig, out: Path, steps: int, seeds: int = CRITIC
     weights = Path(config.init)
     wanted = {"step": 0, "critic_steps": steps, "critic_seeds": seeds, "val": config.val,
               "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
-    return [cached_critic(out / "init-critic.json", wanted, weights, config)]
+    critic = cached_critic(out / "init-critic.json", wanted, weights, config, compute)
+    return [critic] if critic is not None else []
 
 
-def cached_critic(cache: Path, wanted: dict[str, Any], weights: Path, config: TrainConfig) -> dict[str, Any]:
+def cached_critic(cache: Path, wanted: dict[str, Any], weights: Path, config: TrainConfig,
+                  compute: bool = True) -> dict[str, Any] | None:
     """The critic record in `cache` if it was made with every setting in `wanted` (files from
-    before critic_seeds existed hold one test); else made afresh for `weights` and written there."""
+    before critic_seeds existed hold one test); else made afresh for `weights` and written
+    there, or None when compute is False (a critic test takes seconds to minutes)."""
     if cache.is_file():
         saved = json.loads(cache.read_text())
         if {"critic_seeds": 1, **saved}.items() >= wanted.items():
             return saved
+    if not compute:
+        return None
     generator = load_generator(weights, resolve_device(config.device))
     record = {"phase": "critic", **wanted,
               **critic_test(generator, config, wanted["critic_steps"], wanted["critic_seeds"])}

@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -184,8 +185,8 @@ def resolve_weights(config: EvalConfig) -> Path | None:
 def evaluate(config: EvalConfig, on_image: ImageDone | None = None) -> EvalResult:
     """Run the protocol on the folder `config.data`; write results.csv and
     results.json to `config.out` and index.html to `config.html` when they are set.
-    Any unreadable image is an error (a mean over part of a benchmark is not the
-    benchmark's figure)."""
+    An unreadable image is skipped with a warning, as `srgan train` and `srgan upscale`
+    do, and named in the results (`skipped`): the means are then over the others."""
     for folder in (config.out, config.html):
         if folder is not None:
             check_writable(Path(folder))
@@ -197,11 +198,19 @@ def evaluate(config: EvalConfig, on_image: ImageDone | None = None) -> EvalResul
         if generator.config.scale != config.scale:
             raise UserError(f"--scale {config.scale} does not match {weights}, a x{generator.config.scale} "
                             f"generator; use --scale {generator.config.scale}")
-    images = [(path.name, load_rgb(path)) for path in paths]
+    images, skipped = [], []
+    for path in paths:
+        try:
+            images.append((path.name, load_rgb(path)))
+        except UserError as error:
+            warnings.warn(f"skipping {error}; the means are over the other images", stacklevel=2)
+            skipped.append(path.name)
+    if not images:
+        raise UserError(f"{config.data}: none of its {len(skipped)} image files could be read")
     result = evaluate_images(images, config.scale, generator, config.bicubic, on_image, config.critic_steps,
                              keep_images=config.html is not None, degradation=config.degradation,
                              critic_seeds=config.critic_seeds)
-    result = replace(result, weights=str(weights) if weights is not None else None)
+    result = replace(result, weights=str(weights) if weights is not None else None, skipped=tuple(skipped))
     if config.out is not None:
         write_results(result, Path(config.out))
     if config.html is not None:
@@ -265,6 +274,7 @@ def write_results(result: EvalResult, folder: Path) -> tuple[Path, Path]:
     for method, mean in result.mean.items():
         writer.writerow([method, "mean", "", "", f"{mean['psnr']:.4f}", f"{mean['ssim']:.6f}", f"{mean['hf_ratio']:.4f}"])
     document = {"scale": result.scale, "weights": result.weights, "degradation": result.degradation,
+                "skipped": list(result.skipped),
                 "border": result.scale, "channel": "Y (BT.601)",
                 "rows": [asdict(row) for row in result.rows], "mean": result.mean}
     csv_path, json_path = folder / "results.csv", folder / "results.json"

@@ -81,12 +81,23 @@ def monitor_figure(records: list[dict[str, Any]], name: str):
     return figure
 
 
+def check_figure_format(out: Path) -> None:
+    """A one-line error, before anything is drawn, for a name whose extension matplotlib cannot write."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if out.suffix.lower().lstrip(".") not in formats:
+        raise UserError(f"{out}: matplotlib cannot write a {out.suffix or 'name without an extension'}; end it in "
+                        f"one of {', '.join('.' + name for name in sorted(formats))}")
+
+
 def plot_run(run: Path, out: Path | None = None) -> Path:
     """Write <run>/monitor.png (or `out`): the monitor_figure of its metrics.jsonl."""
     records = read_metrics(run)
     if not records:
         raise UserError(f"{run}: no metrics.jsonl with records to plot")
     out = out or run / "monitor.png"
+    check_figure_format(out)
     figure = monitor_figure(records, run.name)
     with reporting_write_errors(out, "the previous plot is kept"), atomic_path(out, suffix=out.suffix) as tmp:
         figure.savefig(tmp, dpi=110)

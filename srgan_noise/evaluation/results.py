@@ -35,6 +35,7 @@ class EvalResult:
     degradation: str = PROTOCOL  # how the LR inputs were made (degradations.FAMILIES)
     # image name -> {method or HR: (3, H, W) uint8 as scored}; None unless asked for (they cost memory)
     images: dict[str, dict[str, torch.Tensor]] | None = None
+    skipped: tuple[str, ...] = ()  # unreadable image files left out of the means
 
     @property
     def methods(self) -> list[str]:

@@ -80,10 +80,12 @@ def max_difference(generator: Generator, path: Path) -> float:
 def export(config: ExportConfig) -> float | None:
     """Export config.weights to config.out; returns the check's max difference (None without it)."""
     out = Path(config.out)
+    if out.suffix.lower() != ".onnx":  # first: --force cannot mend a wrong name
+        raise UserError(f"-o {out}: the output must end in .onnx")
+    if out.is_dir():
+        raise UserError(f"-o {out}: is a folder; name the .onnx file to write")
     if out.exists() and not config.force:
         raise UserError(f"{out}: already exists; use --force to overwrite")
-    if out.suffix.lower() != ".onnx":
-        raise UserError(f"-o {out}: the output must end in .onnx")
     generator = load_generator(Path(config.weights))
     if generator.config.projection == "affine":
         warnings.warn(f"{config.weights}: the affine projection is not exported (its matrices depend on the image "

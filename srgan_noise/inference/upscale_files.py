@@ -26,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from srgan_noise.base.atomic import existing_ancestor
 from srgan_noise.base.device import resolve_device
 from srgan_noise.base.errors import UserError
+from srgan_noise.base.memory import available_memory, format_bytes
 from srgan_noise.base.images import is_image_path
 from srgan_noise.inference.image_planes import (DEFAULT_MAX_PIXELS, FORMATS, ImagePlanes, PixelLayout, quantise,
                                                 read_planes, remove_stale_temporaries, resize_array, write_array)
@@ -158,19 +159,6 @@ def output_memory(height: int, width: int, layout: PixelLayout, affine: bool,
 
 OVERHEAD = 1 << 30  # bytes; measured at most 0.8 GB beyond the output with tile 256 (scripts/bench_upscale_memory.py)
 ENCODED_FRACTION = {"PNG": 1.0, "TIFF": 1.0, "JPEG": 0.25, "WEBP": 0.25}  # of the raw bytes, upper bounds
-GIB = 2**30
-
-
-def available_memory() -> int | None:
-    """MemAvailable from /proc/meminfo in bytes; None where there is none (not Linux)."""
-    try:
-        with open("/proc/meminfo") as file:
-            for line in file:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 def room_problem(source: Path, target: Path, height: int, width: int, layout: PixelLayout,
@@ -188,15 +176,15 @@ def room_problem(source: Path, target: Path, height: int, width: int, layout: Pi
     if file_format == "WEBP" and layout.grey:  # Pillow's WebP encoder converts grey to RGB(A), 4 bytes a pixel
         needed += 4 * height * width
     if available is not None and needed > available:
-        return (f"{source}: the {width}x{height} output needs {needed / GIB:.1f} GiB of memory, "
-                f"{available / GIB:.1f} GiB is available")
+        return (f"{source}: the {width}x{height} output needs {format_bytes(needed)} of memory, "
+                f"{format_bytes(available)} is available")
     encoded = int(layout.nbytes(height, width) * (layout.channels - layout.padded) / layout.channels
                   * ENCODED_FRACTION[file_format])
     folder = existing_ancestor(target.parent)
     free = shutil.disk_usage(folder).free
     if encoded > free:
-        return (f"{target}: the output may need up to {encoded / GIB:.1f} GiB on disk, "
-                f"{free / GIB:.1f} GiB is free in {folder}")
+        return (f"{target}: the output may need up to {format_bytes(encoded)} on disk, "
+                f"{format_bytes(free)} is free in {folder}")
     return None
 
 
@@ -315,6 +303,8 @@ def plan_jobs(config: UpscaleConfig, label: str, console: Console) -> list[Job]:
             sources += _folder_images(path, label, console)
         elif not path.exists():
             sources.append(Job(path, problem=f"{path}: no such file or folder"))
+        elif not path.is_file():  # a FIFO would block the read forever, a device read without end
+            sources.append(Job(path, problem=f"{path}: not a regular file or folder; give image files or folders"))
         else:
             sources.append(path)  # whatever its name: Pillow tells whether it is an image
     jobs, seen, targets = [], set(), {}
@@ -330,7 +320,9 @@ def plan_jobs(config: UpscaleConfig, label: str, console: Console) -> list[Job]:
         name = f"{source.stem}_x{label}{suffix}"
         target = out if out_is_file else (out or source.parent) / name
         problem = None
-        if target.resolve() in targets:
+        if target.resolve() == source.resolve() or (target.exists() and os.path.samefile(target, source)):
+            problem = f"{source}: the output {target} is the input itself; name another output"
+        elif target.resolve() in targets:
             problem = f"{source}: its output {target} is also the output of {targets[target.resolve()]}"
         elif target.exists() and not config.force:
             problem = f"{target}: already exists (use --force to overwrite)"

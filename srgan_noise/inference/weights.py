@@ -14,6 +14,7 @@ from srgan_noise.base.atomic import atomic_path, reporting_write_errors, write_f
 from srgan_noise.base.config import ModelConfig
 from srgan_noise.base.errors import UserError
 from srgan_noise.models.generator import Generator, SubPixelGenerator, build_generator
+from srgan_noise.models.shapes import expected_shapes, shape_problem
 
 
 # The shipped generators are package data (srgan_noise/inference/pretrained/, its README.md the model
@@ -83,8 +84,16 @@ def save_generator(generator: Generator | SubPixelGenerator, path: Path, extra: 
 
 
 def read_metadata(path: Path) -> dict[str, str]:
+    if path.is_dir():
+        run_weights = path / "generator.safetensors"
+        raise UserError(f"{path}: is a folder; give a weights file (.safetensors"
+                        + (f"), e.g. {run_weights}" if run_weights.is_file() else ")"))
     if not path.is_file():
         raise UserError(f"{path}: no such weights file")
+    with open(path, "rb") as file:
+        if file.read(4) == b"PK\x03\x04":  # torch.save's zip: a training checkpoint
+            raise UserError(f"{path}: is a torch.save file (a training checkpoint?), not a safetensors weights "
+                            f"file; give a run's generator.safetensors")
     try:
         with safe_open(str(path), framework="pt") as handle:
             return handle.metadata() or {}
@@ -107,17 +116,11 @@ def load_generator(path: Path, device: torch.device | str = "cpu") -> Generator 
         raise UserError(f"{path}: unreadable architecture metadata ({error})") from None
     # Compare shapes on the meta device (no memory) first: the file, not its
     # metadata, then bounds what building the model allocates.
-    with torch.device("meta"):
-        expected = {name: tuple(value.shape) for name, value in build_generator(config).state_dict().items()}
     with safe_open(str(path), framework="pt") as handle:
         stored = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
-    missing, unexpected = sorted(expected.keys() - stored.keys()), sorted(stored.keys() - expected.keys())
-    mismatched = sorted(name for name in expected.keys() & stored.keys() if expected[name] != stored[name])
-    if missing or unexpected or mismatched:
-        detail = (f"missing {', '.join(missing[:3])}" if missing else f"unexpected {', '.join(unexpected[:3])}"
-                  if unexpected else f"{mismatched[0]}: shape {list(stored[mismatched[0]])} in the file, "
-                  f"{list(expected[mismatched[0]])} in the architecture")
-        raise UserError(f"{path}: weights do not match the architecture in its metadata ({detail})")
+    problem = shape_problem(expected_shapes(lambda: build_generator(config)), stored)
+    if problem is not None:
+        raise UserError(f"{path}: weights do not match the architecture in its metadata ({problem})")
     generator = build_generator(config)
     try:
         generator.load_state_dict(load_file(str(path)))

@@ -11,6 +11,9 @@ import torch
 from srgan_noise.base.atomic import atomic_path, reporting_write_errors, write_failure
 from srgan_noise.base.config import ModelConfig
 from srgan_noise.base.errors import UserError
+from srgan_noise.models.discriminator import build_discriminator
+from srgan_noise.models.generator import build_generator
+from srgan_noise.models.shapes import expected_shapes, shape_problem
 
 CHECKPOINT_NAME = "checkpoint.pt"
 REQUIRED = ("config", "step", "rng", "generator")
@@ -38,12 +41,31 @@ def load_checkpoint(run: Path) -> dict[str, Any]:
     if missing:
         raise UserError(f"{path}: not a checkpoint of srgan train (no {', '.join(missing)})")
     try:
-        ModelConfig.from_dict(state["config"]["model"])
+        model = ModelConfig.from_dict(state["config"]["model"])
     except UserError as error:
         raise UserError(f"{path}: {error}") from None
     except (KeyError, TypeError) as error:
         raise UserError(f"{path}: unreadable architecture in its config ({type(error).__name__}: {error})") from None
+    check_shapes(state, model, path)
     return state
+
+
+def check_shapes(state: dict[str, Any], model: ModelConfig, path: Path) -> None:
+    """The networks' weights in the checkpoint against the architecture its config names, on the
+    meta device: a config that asks for more than the file holds is refused before anything is built."""
+    generator = expected_shapes(lambda: build_generator(model))
+    expected = {"generator": generator, "discriminator": expected_shapes(lambda: build_discriminator(model)),
+                "ema": {f"module.{name}": shape for name, shape in generator.items()}}  # G's moving average
+    for name, shapes in expected.items():
+        if name not in state:  # a pre-training checkpoint holds no discriminator, a run without --ema no average
+            continue
+        stored = {key: value for key, value in state[name].items() if key != "n_averaged"} \
+            if isinstance(state[name], dict) else None
+        if stored is None or not all(isinstance(value, torch.Tensor) for value in stored.values()):
+            raise UserError(f"{path}: its {name} is not a state dict of tensors")
+        problem = shape_problem(shapes, {key: tuple(value.shape) for key, value in stored.items()})
+        if problem is not None:
+            raise UserError(f"{path}: its {name} weights do not match the architecture in its config ({problem})")
 
 
 def _reason(error: Exception) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ContextManager
+from typing import Any, Callable, ContextManager
 
 import torch
 import torch.nn.functional as F
@@ -192,3 +192,42 @@ def initial_generator(path: Path, model: ModelConfig) -> Generator | SubPixelGen
         raise UserError(f"{path}: --init weights do not fit the run's generator: {described}; "
                         "choose the matching --preset and --scale")
     return generator
+
+
+# Peak bytes of a training step over the outputs of G's and D's layers for its patches: measured
+# 1.1 (MSE) to 3.3 (GAN with the Roth regulariser, tiny preset) on a CPU (autograd keeps the inputs
+# of most layers, and the regulariser's double backward more).
+STEP_MEMORY_FACTOR = 3
+
+
+@torch.no_grad()
+def step_memory(model: ModelConfig, batch_size: int, patch_size: int) -> int:
+    """About the bytes one training step of `batch_size` patches of `patch_size` px needs: the
+    float32 outputs of every layer of G and D for that batch (counted on one and two patches: what
+    grows with the batch, and what does not, as VBN's reference batch), times STEP_MEMORY_FACTOR."""
+    def outputs(network: torch.nn.Module, x: torch.Tensor) -> int:
+        total = 0
+
+        def count(module: torch.nn.Module, inputs: Any, output: Any) -> None:
+            nonlocal total
+            total += output.numel() if isinstance(output, torch.Tensor) else 0
+
+        leaves = [module for module in network.modules() if not list(module.children())]
+        hooks = [module.register_forward_hook(count) for module in leaves]
+        network.eval()(x)
+        for hook in hooks:
+            hook.remove()
+        return total
+
+    generator, discriminator = build_generator(model), build_discriminator(model)
+    if model.d_norm == "virtual":  # its reference batch runs with every call
+        discriminator.reference.set(torch.zeros(model.d_reference_size, 3, patch_size, patch_size))
+
+    def both(patches: int) -> int:
+        lr_size = patch_size // model.scale
+        return (outputs(generator, torch.zeros(patches, 3, lr_size, lr_size))
+                + outputs(discriminator, torch.zeros(patches, 3, patch_size, patch_size)))
+
+    one, two = both(1), both(2)
+    per_patch, fixed = two - one, 2 * one - two
+    return STEP_MEMORY_FACTOR * 4 * (fixed + per_patch * batch_size)

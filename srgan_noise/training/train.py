@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -17,6 +18,7 @@ from srgan_noise.base.atomic import existing_ancestor, remove_leftovers
 from srgan_noise.base.device import resolve_device
 from srgan_noise.base.errors import UserError
 from srgan_noise.base.lock import locked_run
+from srgan_noise.base.memory import available_memory, format_bytes
 from srgan_noise.base.metrics import high_band_ratio, y_metrics
 from srgan_noise.inference.weights import save_generator
 from srgan_noise.models.discriminator import reference_stream
@@ -27,7 +29,7 @@ from srgan_noise.training.data import (SAMPLE_TRAIN, SAMPLE_VAL, PatchSampler, l
 from srgan_noise.training.distributed import (World, device_for, from_main, mean_over_ranks, process_group, rank_seed,
                                               rank_slice, replicate)
 from srgan_noise.training.monitor import MetricsLog, WindowMeans, first_non_finite
-from srgan_noise.training.steps import Batch, build_nets, gan_step, initial_generator, pretrain_step
+from srgan_noise.training.steps import Batch, build_nets, gan_step, initial_generator, pretrain_step, step_memory
 from srgan_noise.training.train_config import TrainConfig
 
 GENERATOR_WEIGHTS = "generator.safetensors"
@@ -118,6 +120,7 @@ def _train_holding(config: TrainConfig, resume: bool, world: World, device: torc
     checkpoint = load_checkpoint(run) if resume else None
     if not resume and (run / CHECKPOINT_NAME).exists():
         raise UserError(f"{run}: already holds a run; use --resume to continue it or another --out")
+    _check_step_memory(config, world, device)
     torch.manual_seed(config.seed)
     data_rng = torch.Generator().manual_seed(config.seed)  # alike on every rank: each draws the global batch
     sampler, val_pairs = load_data(config)
@@ -244,6 +247,20 @@ def _train_holding(config: TrainConfig, resume: bool, world: World, device: torc
     return run
 
 
+def _check_step_memory(config: TrainConfig, world: World, device: torch.device) -> None:
+    """Refuse, before anything is made, a batch whose step would not fit in this machine's memory
+    (the kernel would kill the process mid-step). On CUDA torch's own out-of-memory error says it."""
+    available = available_memory()
+    if device.type != "cpu" or available is None:
+        return
+    batch = config.batch_size // world.size
+    needed = step_memory(config.model, batch, config.patch_size)
+    if needed > available:
+        raise UserError(f"--batch-size {config.batch_size} of {config.patch_size} px patches needs about "
+                        f"{format_bytes(needed)} of memory a step{' per process' if world.size > 1 else ''}, "
+                        f"{format_bytes(available)} is available; lower --batch-size or --patch-size")
+
+
 def _check_out(run: Path) -> bool:
     """Whether the run folder exists; a one-line error if it is a file or cannot be made or written."""
     if run.exists() and not run.is_dir():
@@ -272,9 +289,30 @@ def _summary(record: dict[str, Any]) -> str:
     return "  ".join(parts)
 
 
+class _WindowLines:
+    """Progress where stderr is no terminal (a log file, CI): one whole line per window, where
+    a redrawn bar would leave only its last frame, cut at 80 columns."""
+
+    def __enter__(self) -> "_WindowLines":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, description: str, total: int, completed: int, info: str) -> int:
+        self.total = total
+        return 0
+
+    def update(self, task: int, completed: int, info: str | None = None) -> None:
+        if info:
+            print(f"step {completed}/{self.total}  {info}", file=sys.stderr, flush=True)
+
+
 def _progress(config: TrainConfig):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    if not sys.stderr.isatty():
+        return _WindowLines()
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
         TextColumn("{task.fields[info]}"),

@@ -230,7 +230,7 @@ def test_schedule_strength_syntax(spec, fields):
     ("noise-linear@0.1/2", "/K .* is for roth-annealed"),
     ("roth-constant@big", "expected roth-constant@NUMBER"),
     ("roth-constant@1/0", "K >= 1"),
-    ("noise-linear@-1", "strength must be >= 0"),
+    ("noise-linear@-1", "strength must be a number >= 0"),
     ("roth-sideways@1", "unknown schedule roth-sideways"),
 ])
 def test_schedule_strength_errors(spec, message):
@@ -337,3 +337,18 @@ def test_regime_upsample_and_d_norm_reach_every_run(tmp_path, image_folder):
     for run in ("pretrain-seed0", "none-seed0"):
         model = TrainConfig.from_dict(load_checkpoint(tmp_path / run)["config"]).model
         assert (model.upsample, model.d_norm) == ("pixel-shuffle", "batch")
+
+
+def test_no_train_reads_cached_critics_and_runs_none(tmp_path, image_folder):
+    """--no-train takes a run's critic accuracy from its critic.json and runs no critic test
+    (they cost minutes): without the file the cell is blank and no file appears."""
+    common = dict(schedules=("none",), seeds=1, out=str(tmp_path), data=(str(image_folder),), val=str(image_folder),
+                  **{**TINY, "critic_steps": 5, "critic_seeds": 1})
+    compare(CompareConfig(**common))
+    cache = tmp_path / "none-seed0" / "critic.json"
+    rows = read_csv(compare(CompareConfig(**{**common, "train": False}))[1])
+    column = rows[0].index("critic_mean")
+    assert rows[2][column] != ""  # the cached accuracy
+    cache.unlink()
+    rows = read_csv(compare(CompareConfig(**{**common, "train": False}))[1])
+    assert rows[2][column] == "" and not cache.exists()

@@ -123,7 +123,7 @@ def test_scale_mismatch(image_folder, weights):
 def test_weights_not_safetensors(image_folder, tmp_path):
     bad = tmp_path / "bad.pt"
     torch.save({"weight": torch.zeros(2)}, bad)
-    with pytest.raises(UserError, match="bad.pt: not a safetensors file"):
+    with pytest.raises(UserError, match=r"bad.pt: is a torch.save file \(a training checkpoint\?\), not a safetensors"):
         evaluate(EvalConfig(data=str(image_folder), weights=str(bad)))
 
 
@@ -132,9 +132,17 @@ def test_no_weights_and_none_shipped(image_folder):
         evaluate(EvalConfig(data=str(image_folder)))
 
 
-def test_unreadable_image_is_an_error(image_folder):
+def test_unreadable_image_is_skipped_with_a_warning_as_train_and_upscale_do(image_folder, tmp_path):
     (image_folder / "broken.png").write_bytes(b"not a png")
-    with pytest.raises(UserError, match="broken.png: not an image Pillow can read"):
+    with pytest.warns(UserWarning, match="skipping .*broken.png: not an image Pillow can read; the means are over "
+                                         "the other images"):
+        result = evaluate(EvalConfig(data=str(image_folder), bicubic=True, out=str(tmp_path / "out")))
+    assert result.skipped == ("broken.png",) and "broken.png" not in {row.image for row in result.rows}
+    assert len(result.rows) == 4
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["skipped"] == ["broken.png"]
+    for path in image_folder.iterdir():
+        path.write_bytes(b"not a png")
+    with pytest.raises(UserError, match="none of its 5 image files could be read"), pytest.warns(UserWarning):
         evaluate(EvalConfig(data=str(image_folder), bicubic=True))
 
 

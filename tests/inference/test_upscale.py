@@ -567,7 +567,7 @@ def test_room_problem(tmp_path, monkeypatch):
     monkeypatch.setattr(upscale_files_module, "available_memory", lambda: None)  # not Linux: no memory check
     monkeypatch.setattr(upscale_files_module.shutil, "disk_usage", lambda folder: shutil._ntuple_diskusage(1, 1, 2**29))
     assert room_problem(source, target, 24000, 16000, layout, affine=False) == (
-        f"{target}: the output may need up to 1.1 GiB on disk, 0.5 GiB is free in {tmp_path}")
+        f"{target}: the output may need up to 1.1 GiB on disk, 512.0 MiB is free in {tmp_path}")
 
 
 def test_command_refuses_an_output_without_room(work, weights, monkeypatch):
@@ -575,7 +575,7 @@ def test_command_refuses_an_output_without_room(work, weights, monkeypatch):
     before = _files(work.parent)
     result = _run(_image(work / "a.png"), "--weights", weights)
     assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1
-    assert result.stderr.startswith(f"error: {work / 'a.png'}: the 26x18 output needs 1.0 GiB of memory, 0.0 GiB")
+    assert result.stderr.startswith(f"error: {work / 'a.png'}: the 26x18 output needs 1.0 GiB of memory, 1.0 MiB")
     assert _files(work.parent) == before + [(work / "a.png").relative_to(work.parent)]
 
 

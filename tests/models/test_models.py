@@ -33,7 +33,7 @@ def test_no_batch_norm():
 
 
 def test_bad_scale():
-    with pytest.raises(UserError, match="scale must be 2, 4 or 8, got 3"):
+    with pytest.raises(UserError, match="scale must be the integer 2, 4 or 8, got 3"):
         ModelConfig(scale=3)
     with pytest.raises(UserError, match="unknown preset 'huge'"):
         preset("huge")

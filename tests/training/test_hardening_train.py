@@ -190,9 +190,9 @@ def test_a_second_process_is_refused(tmp_path):
 @pytest.mark.parametrize("make_args, pattern", [
     (lambda d, t: ["--out", t / "file.txt"], r"file.txt: is a file, not a run folder"),
     (lambda d, t: ["--out", t / "file.txt" / "run"], r"cannot create the run folder \(.*file.txt is a file\)"),
-    (lambda d, t: ["--out", t / "run", "--lr", "-1"], r"--lr must be a number >= 0, got -1"),
-    (lambda d, t: ["--out", t / "run", "--pretrain-lr", "-0.1"], r"--pretrain-lr must be a number >= 0"),
-    (lambda d, t: ["--out", t / "run", "--lr", "nan"], r"--lr must be a number >= 0, got nan"),
+    (lambda d, t: ["--out", t / "run", "--lr", "-1"], r"--lr must be a number > 0, got -1"),
+    (lambda d, t: ["--out", t / "run", "--pretrain-lr", "-0.1"], r"--pretrain-lr must be a number > 0"),
+    (lambda d, t: ["--out", t / "run", "--lr", "nan"], r"--lr must be a number > 0, got nan"),
     (lambda d, t: ["--out", t / "run", "--minibatch-discrimination", "-1"],
      r"--minibatch-discrimination must be >= 0"),
 ])
@@ -221,7 +221,7 @@ def test_train_unwritable_out(tmp_path, image_folder, monkeypatch):
     ("d_minibatch_kernels", -1, r"d_minibatch_kernels must be an integer from 0 to 1024"),
     ("batch_norm", "yes", r"batch_norm must be true or false, got 'yes'"),
     ("image_skip", 1, r"image_skip must be true or false"),
-    ("scale", 4.0, r"scale must be 2, 4 or 8"),
+    ("scale", 4.0, r"scale must be the integer 2, 4 or 8"),
 ])
 def test_crafted_weights_metadata_refused_in_one_line(tmp_path, field, value, message):
     generator = Generator(preset("tiny"))
