@@ -8,30 +8,14 @@ import time
 import pytest
 import torch
 from PIL import Image
-from typer.testing import CliRunner
 
 from srgan_noise.base.config import preset
 from srgan_noise.base.errors import UserError
 from srgan_noise.base.images import open_image
-from srgan_noise.cli import app
 from srgan_noise.training.checkpoint import save_checkpoint
 from srgan_noise.training.steps import step_memory
 from srgan_noise.training.train_config import TrainConfig
-
-TINY = ["--preset", "tiny", "--batch-size", "2", "--patch-size", "16", "--log-every", "2", "--checkpoint-every", "2",
-        "--no-progress"]
-
-
-def run(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def one_error_line(result, pattern):
-    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-    assert result.exit_code == 2, result.output
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    assert re.search(pattern, lines[0]), lines[0]
+from tests.test_cli import TINY, one_error_line, run
 
 
 # 1. A batch that cannot fit is refused before anything is made.
