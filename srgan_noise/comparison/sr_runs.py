@@ -67,8 +67,8 @@ def compare_sr(config: CompareConfig) -> list[Path]:
         checkpoint_every=config.log_every * math.ceil(100 / config.log_every), device=config.device,
         progress=config.progress,
     )
-    for name in config.schedules:  # every run's settings checked before any of them trains
-        schedule_config(base, name)
+    # Every schedule's settings, built (and so checked) before any run trains.
+    schedule_configs = {name: schedule_config(base, name) for name in config.schedules}
     pretrained: list[Path | None] = []
     for seed in range(config.seeds if config.pretrain_steps else 0):
         pretrain_config = dataclasses.replace(base, out=str(out / f"pretrain-seed{seed}"), seed=seed, steps=0)
@@ -80,7 +80,7 @@ def compare_sr(config: CompareConfig) -> list[Path]:
         runs[name] = []
         for seed in range(config.seeds):
             folder = out / f"{run_name(name)}-seed{seed}"
-            run_config = dataclasses.replace(schedule_config(base, name), out=str(folder), seed=seed)
+            run_config = dataclasses.replace(schedule_configs[name], out=str(folder), seed=seed)
             if not config.train:
                 run = existing_run(run_config)
                 if run is not None and any(r.get("phase") == "gan" for r in read_metrics(run)):

@@ -320,7 +320,7 @@ def plan_jobs(config: UpscaleConfig, label: str, console: Console) -> list[Job]:
         name = f"{source.stem}_x{label}{suffix}"
         target = out if out_is_file else (out or source.parent) / name
         problem = None
-        if target.resolve() == source.resolve() or (target.exists() and os.path.samefile(target, source)):
+        if target.exists() and os.path.samefile(target, source):  # the same file, by any path or link
             problem = f"{source}: the output {target} is the input itself; name another output"
         elif target.resolve() in targets:
             problem = f"{source}: its output {target} is also the output of {targets[target.resolve()]}"
