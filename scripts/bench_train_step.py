@@ -11,6 +11,9 @@
 4. Virtual batch norm in D (--d-norm virtual: the reference batch of
    --vbn-reference patches goes through D with every batch) against batch
    norm, D step and `gan_step`; and `gan_step` with EBGAN's auto-encoder D.
+5. `gan_step` with the U-Net D (--d-arch unet, --unet-channels wide) and the
+   paired D-feature loss against `gan_step` with the VGG-style D of the preset
+   and the MSE content term (the default GAN step before the U-Net).
 
 Variants are interleaved and the median of the repeats is reported (process CPU
 time on the CPU, wall time on CUDA); --only picks some of them. --profile
@@ -104,6 +107,7 @@ def main() -> None:
     parser.add_argument("--vbn-reference", type=int, default=8, help="reference batch of the virtual batch norm variants")
     parser.add_argument("--share", type=float, default=0.25, help="--reg-share of the share variants")
     parser.add_argument("--profile", action="store_true", help="profile the Roth D step instead")
+    parser.add_argument("--unet-channels", type=int, default=None, help="the U-Net D's first width [default: the preset's d_channels]")
     parser.add_argument("--only", default="", help="run only the variants whose names contain this (e.g. 'D step')")
     args = parser.parse_args()
 
@@ -119,7 +123,12 @@ def main() -> None:
     virtual = build_nets(virtual_config.model, virtual_config, device)
     ebgan_config = dataclasses.replace(config, loss="ebgan", model=dataclasses.replace(config.model, d_autoencoder=True))
     ebgan = build_nets(ebgan_config.model, ebgan_config, device)
-    for other in (virtual, ebgan):
+    unet_config = dataclasses.replace(config, d_feature_weight=1.0, model=dataclasses.replace(
+        config.model, d_arch="unet", d_norm="none", d_channels=args.unet_channels or config.model.d_channels))
+    unet = build_nets(unet_config.model, unet_config, device)
+    vgg_config = dataclasses.replace(config, model=dataclasses.replace(config.model, d_arch="vgg"))
+    vgg = build_nets(vgg_config.model, vgg_config, device)
+    for other in (virtual, ebgan, unet, vgg):
         other.generator.load_state_dict(nets.generator.state_dict())
     scale = config.model.scale
     hr = torch.rand(args.batch_size, 3, args.patch_size, args.patch_size, device=device)
@@ -157,6 +166,8 @@ def main() -> None:
         "D step, virtual batch norm": lambda: d_step(virtual, hr, fake, 0.0),
         "gan_step, virtual batch norm": lambda: gan_step(virtual, [(lr, hr)], 0, virtual_config, autocast),
         "gan_step, ebgan (auto-encoder D)": lambda: gan_step(ebgan, [(lr, hr)], 0, ebgan_config, autocast),
+        "gan_step, VGG D, MSE content": lambda: gan_step(vgg, [(lr, hr)], 0, vgg_config, autocast),
+        "gan_step, U-Net D + D-feature loss": lambda: gan_step(unet, [(lr, hr)], 0, unet_config, autocast),
     }
     variants = {name: function for name, function in variants.items() if args.only in name}
     for function in variants.values():  # warm-up
@@ -187,6 +198,8 @@ def main() -> None:
          1, None),
         ("gan_step, ebgan / non-saturating with Ledig's D", "gan_step, ebgan (auto-encoder D)",
          "gan_step (noise, monitored)", 1, None),
+        (f"gan_step, U-Net D ({unet_config.model.d_channels} ch) + D-feature loss / VGG D + MSE",
+         "gan_step, U-Net D + D-feature loss", "gan_step, VGG D, MSE content", 1, "<= 1.5"),
     ]
     for what, numerator, denominator, steps, goal in ratios:
         if numerator in median and denominator in median:

@@ -104,15 +104,17 @@ def train(
     gp_weight: Annotated[Optional[float], typer.Option(help="wgan-gp: lambda of (||grad D(x_hat)|| - 1)^2 [default: 10].")] = None,
     ebgan_margin: Annotated[Optional[float], typer.Option(help="ebgan: margin m of max(0, m - energy(fake)), in the energy's units (mean squared error, images in [0, 1]) [default: 0.1].")] = None,
     pt_weight: Annotated[Optional[float], typer.Option(help="ebgan: weight of the pulling-away term on D's codes of the fakes in G's loss (EBGAN-PT: 0.1) [default: 0].")] = None,
-    spectral_norm: Annotated[bool, typer.Option("--spectral-norm", help="Spectral normalisation on every D conv/linear.")] = False,
+    spectral_norm: Annotated[bool, typer.Option("--spectral-norm", help="Spectral normalisation on every conv/linear of the VGG-style D (the U-Net always has it).")] = False,
     minibatch_discrimination: Annotated[int, typer.Option(help="Minibatch discrimination kernels in D (0: off).")] = 0,
     d_norm: Annotated[Optional[str], typer.Option(help="D's normalisation: batch | virtual (each example normalised with a fixed reference batch of real patches and itself; Salimans et al. 2016) | none (with batch norm, real and fake batches are normalised apart, which hides from D what differs between them) [default: none].")] = None,
     vbn_reference: Annotated[Optional[int], typer.Option(help="--d-norm virtual: patches in the reference batch [default: 8].")] = None,
+    d_arch: Annotated[Optional[str], typer.Option(help="The discriminator: unet (Real-ESRGAN's U-Net with spectral norm, a realism logit per pixel; the monitor shows means over pixels) | vgg (Ledig et al.'s, a logit per image) [default: the preset's].")] = None,
     feature_matching: Annotated[str, typer.Option(help="none | replace | add: ||mean f(real) - mean f(fake)||^2 on D's last conv features as G's adversarial term.")] = "none",
     historical_averaging: Annotated[float, typer.Option(help="Weight of ||theta - mean of past theta||^2 for both players (0: off).")] = 0.0,
     content: Annotated[str, typer.Option(help="G's content term in the GAN phase: mse | l1 | vgg (Ledig's VGG54, needs --vgg-weights) | none (adversarial alone; use with --projection affine). Pre-training is MSE.")] = "mse",
     vgg_weights: Annotated[Optional[Path], typer.Option(help="--content vgg: torchvision VGG19 ImageNet weights, a state dict (.pth) or .safetensors (nothing is downloaded).")] = None,
     adv_weight: Annotated[float, typer.Option(help="Weight of the adversarial term.")] = 1e-2,
+    d_feature_weight: Annotated[float, typer.Option(help="Weight of pix2pixHD's feature loss, added to the content term: the L1 between D's feature maps of each SR output and of its HR image, a perceptual loss with no downloaded weights (0: off).")] = 0.0,
     init: Annotated[Optional[Path], typer.Option(help="Start G from these generator weights (e.g. the shipped PSNR model) instead of a random initialisation; with --pretrain-steps 0 the GAN phase starts from them.")] = None,
     ema: Annotated[float, typer.Option(help="Decay of an exponential moving average of G's weights over the GAN phase (e.g. 0.999, as Real-ESRGAN); validation and the weights files use it. 0: off (the last iterate).")] = 0.0,
     d_steps: Annotated[int, typer.Option(help="D updates per G update.")] = 1,
@@ -121,7 +123,7 @@ def train(
     batch_size: Annotated[int, typer.Option(help="Patches per step over all processes; under torchrun each of the N processes takes batch-size/N.")] = 8,
     patch_size: Annotated[int, typer.Option(help="HR patch side (multiple of the scale).")] = 64,
     lr: Annotated[float, typer.Option(help="Adam learning rate, GAN phase.")] = 1e-4,
-    d_lr: Annotated[Optional[float], typer.Option(help="D's learning rate, GAN phase (higher than G's: the two time-scale rule) [default: --lr].")] = None,
+    d_lr: Annotated[Optional[float], typer.Option(help="D's learning rate, GAN phase (higher than G's: the two time-scale rule) [default: 2e-3 for the U-Net D, else --lr].")] = None,
     pretrain_lr: Annotated[float, typer.Option(help="Adam learning rate, MSE phase.")] = 2e-4,
     pretrain_lr_schedule: Annotated[str, typer.Option(help="constant | cosine (from --pretrain-lr down to 0 at the end of pre-training).")] = "constant",
     log_every: Annotated[int, typer.Option(help="Steps per monitoring window (validation at each).")] = 25,
@@ -182,11 +184,14 @@ def train(
             _reject_unused(f"with --d-norm {d_norm}", vbn_reference=vbn_reference)
         if minibatch_discrimination < 0:
             raise UserError(f"--minibatch-discrimination must be >= 0 (0: off), got {minibatch_discrimination}")
+        if d_arch is None and (loss == "ebgan" or minibatch_discrimination or d_norm != "none" or spectral_norm):
+            d_arch = "vgg"  # options of the VGG-style D (EBGAN's auto-encoder stands in for it)
         model = make_preset(
             preset, scale=scale, **({"batch_norm": False} if no_batch_norm else {}), image_skip=image_skip,
             **({"upsample": upsample} if upsample else {}), projection=projection,
             d_norm=d_norm, d_spectral_norm=spectral_norm, d_minibatch_kernels=minibatch_discrimination,
-            d_autoencoder=loss == "ebgan", **({"d_reference_size": vbn_reference} if vbn_reference is not None else {}))
+            d_autoencoder=loss == "ebgan", **({"d_reference_size": vbn_reference} if vbn_reference is not None else {}),
+            **({"d_arch": d_arch} if d_arch else {}))
         # Options left unset (None) take TrainConfig's defaults, the one place they live.
         unset_or_given = dict(sigma0=sigma0, gamma0=gamma0, gamma_schedule=gamma_schedule, reg_every=reg_every,
                               reg_share=reg_share,
@@ -198,7 +203,7 @@ def train(
             val=str(val) if val else None, degradation=degradation, model=model, noise=noise, noise_steps=noise_steps, reg=reg,
             label_smoothing=label_smoothing, loss=loss, content=content,
             vgg_weights=str(vgg_weights) if vgg_weights else None, adv_weight=adv_weight,
-            init=str(init) if init else None, ema=ema, feature_matching=feature_matching,
+            d_feature_weight=d_feature_weight, init=str(init) if init else None, ema=ema, feature_matching=feature_matching,
             historical_averaging=historical_averaging, d_steps=d_steps,
             batch_size=batch_size, patch_size=patch_size, lr=lr, d_lr=d_lr, pretrain_lr=pretrain_lr,
             pretrain_lr_schedule=pretrain_lr_schedule, log_every=log_every,
@@ -312,10 +317,12 @@ def compare(
     projection: Annotated[Optional[str], typer.Option(help="SR: none | affine: every run's generator ends with the affine projection [default: none].")] = None,
     upsample: Annotated[Optional[str], typer.Option(help="SR: the generator's x2 stages, nearest | pixel-shuffle [default: the preset's, nearest].")] = None,
     d_norm: Annotated[Optional[str], typer.Option(help="SR: the discriminator's normalisation in every run whose schedule does not set it: batch | virtual | none [default: none].")] = None,
+    d_arch: Annotated[Optional[str], typer.Option(help="SR: the discriminator of every run: unet (a logit per pixel) | vgg (a logit per image) [default: the preset's].")] = None,
+    d_feature_weight: Annotated[Optional[float], typer.Option(help="SR: weight of the paired D-feature L1 (pix2pixHD) added to G's content term [default: 0].")] = None,
     content: Annotated[Optional[str], typer.Option(help="SR: G's content term in the GAN phase: mse | l1 | none (the adversarial term alone) [default: mse].")] = None,
     adv_weight: Annotated[Optional[float], typer.Option(help="SR: weight of the adversarial term [default: 1e-2].")] = None,
     ema: Annotated[Optional[float], typer.Option(help="SR: decay of G's moving average over the GAN phase, which validation and the critic score (0: off) [default: 0].")] = None,
-    d_lr: Annotated[Optional[float], typer.Option(help="SR: D's learning rate [default: G's, 1e-4].")] = None,
+    d_lr: Annotated[Optional[float], typer.Option(help="SR: D's learning rate [default: 2e-3 for the U-Net D, else G's, 1e-4].")] = None,
     critic_steps: Annotated[Optional[int], typer.Option(help="SR: train steps of the critic two-sample test of each run's final generator on the validation images (0: skip it) [default: 400; --critic-seeds tests of about 8 s each].")] = None,
     critic_seeds: Annotated[Optional[int], typer.Option(help="SR: critic tests averaged per run (seeds 0..N-1) [default: 5].")] = None,
     train: Annotated[bool, typer.Option(help="SR: --no-train tabulates and plots the runs in --out as far as they got, training nothing and running no critic test: critic accuracies come from the runs' cached critic.json, blank where there is none (a long sweep's progress).")] = True,
@@ -330,13 +337,15 @@ def compare(
         _reject_unused("with --toy", pretrain_steps=pretrain_steps, init=init, data=data, val=val, preset=preset,
                        scale=scale, batch_size=batch_size, patch_size=patch_size, log_every=log_every,
                        critic_steps=critic_steps, critic_seeds=critic_seeds, projection=projection, upsample=upsample,
-                       d_norm=d_norm, content=content, adv_weight=adv_weight, ema=ema, d_lr=d_lr)
+                       d_norm=d_norm, d_arch=d_arch, d_feature_weight=d_feature_weight, content=content,
+                       adv_weight=adv_weight, ema=ema, d_lr=d_lr)
     if init is not None and pretrain_steps is None:
         pretrain_steps = 0
     given = {"pretrain_steps": pretrain_steps, "preset": preset, "scale": scale, "batch_size": batch_size,
              "patch_size": patch_size, "log_every": log_every, "critic_steps": critic_steps,
              "critic_seeds": critic_seeds, "projection": projection, "upsample": upsample, "d_norm": d_norm,
-             "content": content, "adv_weight": adv_weight, "ema": ema, "d_lr": d_lr}
+             "d_arch": d_arch, "d_feature_weight": d_feature_weight, "content": content, "adv_weight": adv_weight,
+             "ema": ema, "d_lr": d_lr}
     config = CompareConfig(
         schedules=tuple(name.strip() for name in schedules.split(",") if name.strip()), seeds=seeds, out=str(out),
         toy=toy, steps=steps, data=tuple(str(folder) for folder in data) if data else None,

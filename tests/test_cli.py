@@ -238,3 +238,38 @@ def test_train_ebgan_and_d_norm_errors(tmp_path, image_folder, args, pattern):
     one_error_line(run("train", "--data", image_folder, "--out", tmp_path / "run", "--pretrain-steps", 1,
                        "--steps", 0, *TINY, *args), pattern)
     assert not (tmp_path / "run").exists()
+
+
+def test_train_unet_d_with_feature_loss_end_to_end(tmp_path, image_folder):
+    """--d-arch unet and --d-feature-weight reach the run: saved in its config, the U-Net's weights in its
+    checkpoint, D at its own default rate, and per-pixel monitor means logged."""
+    from srgan_noise.training.checkpoint import load_checkpoint
+    from srgan_noise.training.monitor import read_metrics
+
+    out = tmp_path / "run"
+    result = run("train", "--data", image_folder, "--val", image_folder, "--out", out, "--pretrain-steps", 2,
+                 "--steps", 2, "--d-arch", "unet", "--d-feature-weight", 0.5, "--reg", "roth", *TINY)
+    assert result.exit_code == 0, result.output
+    state = load_checkpoint(out)
+    assert state["config"]["model"]["d_arch"] == "unet" and state["config"]["d_feature_weight"] == 0.5
+    assert any(name.startswith("down.") for name in state["discriminator"])
+    assert state["opt_d"]["param_groups"][0]["lr"] == 2e-3
+    gan = [row for row in read_metrics(out) if row["phase"] == "gan"]
+    assert gan and all(0 < row["d_real"] < 1 and row["omega"] >= 0 for row in gan)
+
+
+@pytest.mark.parametrize("extra, arch", [([], "unet"), (["--d-norm", "virtual"], "vgg"),
+                                         (["--minibatch-discrimination", "2"], "vgg"), (["--d-arch", "vgg"], "vgg")])
+def test_small_preset_d_is_the_unet_unless_a_vgg_option_asks(tmp_path, image_folder, extra, arch):
+    from srgan_noise.training.checkpoint import load_checkpoint
+
+    args = [*TINY[2:]]  # the small preset's D, tiny's batch
+    result = run("train", "--data", image_folder, "--out", tmp_path / "run", "--pretrain-steps", 1, "--steps", 1,
+                 "--preset", "small", *args, *extra)
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(tmp_path / "run")["config"]["model"]["d_arch"] == arch
+
+
+def test_unet_with_a_vgg_option_is_one_line(tmp_path, image_folder):
+    one_error_line(run("train", "--data", image_folder, "--out", tmp_path / "run", "--d-arch", "unet",
+                       "--d-norm", "batch", *TINY), "U-Net discriminator has spectral norm")

@@ -17,6 +17,8 @@ PROJECTIONS = ("none", "affine")
 UPSAMPLES = ("pixel-shuffle", "nearest")
 GENERATORS = ("srresnet", "subpixel")  # generator.SRResNet-style Generator | generator.SubPixelGenerator
 D_NORMS = ("batch", "virtual", "none")  # the discriminator's normalisation layers
+# vgg: Ledig et al.'s, a logit per image | unet: Real-ESRGAN's U-Net with spectral norm, a logit per pixel
+D_ARCHS = ("vgg", "unet")
 # Sane sizes: a weights file or checkpoint with others is crafted or corrupt, and
 # building its model would allocate memory sized by its metadata.
 INT_RANGES = {"channels": (1, 1024), "blocks": (0, 256), "d_channels": (1, 1024), "d_dense": (1, 65536),
@@ -52,6 +54,9 @@ class ModelConfig:
     # EBGAN (Zhao et al. 2017): D is a conv auto-encoder whose energy is its reconstruction
     # error (d_channels, d_norm and d_spectral_norm apply; d_dense and minibatch do not).
     d_autoencoder: bool = False
+    # One of D_ARCHS (the auto-encoder aside). The U-Net has spectral norm and no other normalisation,
+    # no dense head and no minibatch discrimination: d_channels is its first width.
+    d_arch: str = "vgg"
 
     def __post_init__(self) -> None:
         if type(self.scale) is not int or self.scale not in (2, 4, 8):  # repr: the string "4" is not the number 4
@@ -76,6 +81,11 @@ class ModelConfig:
                             "residual on the bicubic image)")
         if self.generator == "subpixel" and self.upsample != "pixel-shuffle":
             raise UserError("the subpixel generator has no upsampling stages (--upsample is SRResNet's)")
+        if self.d_arch not in D_ARCHS:
+            raise UserError(f"d_arch must be one of {', '.join(D_ARCHS)}, got {self.d_arch!r}")
+        if self.d_arch == "unet" and (self.d_autoencoder or self.d_minibatch_kernels or self.d_norm != "none"):
+            raise UserError("the U-Net discriminator has spectral norm and no other normalisation, no minibatch "
+                            "discrimination, and is not EBGAN's auto-encoder")
         if self.d_autoencoder and self.d_minibatch_kernels:
             raise UserError("minibatch discrimination needs the Ledig discriminator, not EBGAN's auto-encoder")
 
@@ -101,13 +111,17 @@ class ModelConfig:
 # SRResNet presets upsample by nearest x2 + conv: ModelConfig's default stays pixel-shuffle, what
 # files written before the field existed hold (docs/stabilisation-evidence.md, "Where the GAN adds detail").
 # Their discriminators have no normalisation: batch norm hid the fakes' noise from D (same section).
+# The GAN presets' D is the U-Net of 8 channels (a narrow D learns fast: docs/realism.md); d_dense is the
+# VGG-style D's, for --d-arch vgg. tiny keeps the VGG-style D, whose toolbox (virtual batch norm,
+# minibatch discrimination, EBGAN) its tests exercise.
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(channels=8, blocks=2, upsample="nearest", d_channels=8, d_dense=32, d_norm="none"),
-    "small": dict(channels=32, blocks=6, upsample="nearest", d_channels=32, d_dense=256, d_norm="none"),
-    "srresnet": dict(channels=64, blocks=16, upsample="nearest", d_channels=64, d_dense=1024, d_norm="none"),
+    "small": dict(channels=32, blocks=6, upsample="nearest", d_arch="unet", d_channels=8, d_dense=64, d_norm="none"),
+    "srresnet": dict(channels=64, blocks=16, upsample="nearest", d_arch="unet", d_channels=8, d_dense=64,
+                     d_norm="none"),
     # For speed on a CPU (about 1/33 of small's multiply-adds a pixel); the D is small's, for a GAN phase.
-    "fast": dict(generator="subpixel", channels=16, blocks=4, batch_norm=False, d_channels=32, d_dense=256,
-                 d_norm="none"),
+    "fast": dict(generator="subpixel", channels=16, blocks=4, batch_norm=False, d_arch="unet", d_channels=8,
+                 d_dense=64, d_norm="none"),
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from srgan_noise.base.config import D_NORMS
+from srgan_noise.base.config import D_ARCHS, D_NORMS
 from srgan_noise.base.errors import UserError
 from srgan_noise.comparison.schedule_table import DEFAULT_SCHEDULES, schedule_fields
 from srgan_noise.evaluation.realism import CRITIC_SEEDS, CRITIC_STEPS
@@ -33,10 +33,12 @@ class CompareConfig:
     projection: str = "none"  # none | affine
     upsample: str | None = None  # the generator's x2 stages (ModelConfig.upsample; None: the preset's)
     d_norm: str = "none"  # the discriminator's normalisation (ModelConfig.d_norm) where a schedule does not set it
+    d_arch: str | None = None  # the discriminator (ModelConfig.d_arch: vgg | unet; None: the preset's)
+    d_feature_weight: float = 0.0  # the paired D-feature loss's weight on G's content term (TrainConfig's)
     content: str = "mse"  # mse | l1 | none (vgg needs weights compare does not take)
     adv_weight: float = 1e-2
     ema: float = 0.0  # decay of G's moving average over the GAN phase (0: off)
-    d_lr: float | None = None  # D's learning rate (None: G's, 1e-4)
+    d_lr: float | None = None  # D's learning rate (None: TrainConfig.d_learning_rate's default)
     batch_size: int = 8
     patch_size: int = 64
     log_every: int = 25
@@ -70,6 +72,8 @@ class CompareConfig:
             raise UserError("--upsample has no effect with --init (the generator's architecture is the file's)")
         if self.d_norm not in D_NORMS:
             raise UserError(f"--d-norm must be one of {', '.join(D_NORMS)}, got {self.d_norm!r}")
+        if self.d_arch is not None and self.d_arch not in D_ARCHS:
+            raise UserError(f"--d-arch must be one of {', '.join(D_ARCHS)}, got {self.d_arch!r}")
         if self.content not in ("mse", "l1", "none"):
             raise UserError(f"--content must be one of mse, l1, none, got {self.content!r}")
         if self.toy is not None and not self.train:

@@ -30,13 +30,13 @@ SCHEDULES: dict[str, dict[str, Any]] = {
     "wgan-gp": dict(loss="wgan-gp", model=dict(d_norm="none")),
     "r1": dict(reg="r1", gamma_schedule="constant"),
     "r2": dict(reg="r2", gamma_schedule="constant"),
-    "spectral-norm": dict(model=dict(d_spectral_norm=True)),
-    "minibatch-discrimination": dict(model=dict(d_minibatch_kernels=32)),
+    "spectral-norm": dict(model=dict(d_spectral_norm=True, d_arch="vgg")),
+    "minibatch-discrimination": dict(model=dict(d_minibatch_kernels=32, d_arch="vgg")),
     "feature-matching": dict(feature_matching="replace"),
     "historical-averaging": dict(historical_averaging=1e-3),
-    "virtual-batch-norm": dict(model=dict(d_norm="virtual")),
-    "ebgan": dict(loss="ebgan", model=dict(d_autoencoder=True)),
-    "ebgan-pt": dict(loss="ebgan", pt_weight=0.1, model=dict(d_autoencoder=True)),
+    "virtual-batch-norm": dict(model=dict(d_norm="virtual", d_arch="vgg")),
+    "ebgan": dict(loss="ebgan", model=dict(d_autoencoder=True, d_arch="vgg")),
+    "ebgan-pt": dict(loss="ebgan", pt_weight=0.1, model=dict(d_autoencoder=True, d_arch="vgg")),
 }
 
 

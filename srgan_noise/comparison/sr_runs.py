@@ -49,7 +49,9 @@ def regime_model(config: CompareConfig) -> ModelConfig:
     """Every run's architecture before its schedule: the preset's, with the regime's projection and D
     normalisation; with --init the generator's fields are the weights file's (the preset sets D)."""
     model = preset(config.preset, scale=config.scale, projection=config.projection, d_norm=config.d_norm,
-                   **({"upsample": config.upsample} if config.upsample is not None else {}))
+                   **({"upsample": config.upsample} if config.upsample is not None else {}),
+                   **({"d_arch": config.d_arch} if config.d_arch is not None
+                      else {"d_arch": "vgg"} if config.d_norm != "none" else {}))  # a normalisation is the VGG D's
     if config.init is None:
         return model
     weights = load_generator(Path(config.init)).config
@@ -61,6 +63,7 @@ def compare_sr(config: CompareConfig) -> list[Path]:
     base = TrainConfig(
         data=config.data, val=config.val, model=regime_model(config),
         **PLAIN, content=config.content, adv_weight=config.adv_weight, ema=config.ema, d_lr=config.d_lr,
+        d_feature_weight=config.d_feature_weight,
         init=config.init,
         steps=config.gan_steps, pretrain_steps=config.pretrain_steps, batch_size=config.batch_size,
         patch_size=config.patch_size, log_every=config.log_every,
@@ -224,7 +227,8 @@ def start_from(pretrained: Path, config: TrainConfig) -> None:
 def sr_notes(config: CompareConfig) -> str:
     regime = (f"content {config.content} + {config.adv_weight:g} x adversarial"
               + (", affine projection" if config.projection == "affine" else "")
-              + f", D norm {config.d_norm}"
+              + (f" + {config.d_feature_weight:g} x D-feature L1" if config.d_feature_weight else "")
+              + f", D {regime_model(config).d_arch}, D norm {config.d_norm}"
               + (f", G's moving average (decay {config.ema:g})" if config.ema else "")
               + (f", D learning rate {config.d_lr:g}" if config.d_lr is not None else ""))
     start = f"{config.pretrain_steps} MSE steps per seed shared by every schedule"

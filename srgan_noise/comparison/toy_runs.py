@@ -49,6 +49,7 @@ def toy_schedule_config(base: ToyConfig, name: str) -> ToyConfig:
     if "reg_every" in fields:
         raise UserError(f"schedule {name}: the toy has no lazy regularisation (/K)")
     model = fields.pop("model", {})  # the toy's discriminator takes ModelConfig's names for these
+    model.pop("d_arch", None)  # the toy has one MLP discriminator, no image architectures to choose from
     return dataclasses.replace(base, **fields, **model)
 
 

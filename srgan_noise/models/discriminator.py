@@ -1,12 +1,14 @@
 """Discriminators: Ledig et al. (2017)'s VGG-style one returning logits, with
 optional spectral normalisation, minibatch discrimination and virtual batch
-normalisation, and EBGAN's auto-encoder returning energies (Zhao et al. 2017)."""
+normalisation; Real-ESRGAN's U-Net returning a logit per pixel (Wang et al. 2021);
+and EBGAN's auto-encoder returning energies (Zhao et al. 2017)."""
 
 from __future__ import annotations
 
 import functools
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
@@ -187,16 +189,25 @@ class Discriminator(nn.Module):
         if config.d_spectral_norm:
             spectral_normalise(self)
 
-    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> pooled features (B, 8c*36), the layer feature matching uses, and logits (B,).
-        With virtual batch norm the reference batch goes through the convs ahead of x."""
+    def forward_maps(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """-> the feature maps after every conv's activation (the paired feature loss), the pooled
+        features (B, 8c*36) (feature matching), and logits (B,). With virtual batch norm the
+        reference batch goes through the convs ahead of x (and is cut from what this returns)."""
         h = x if self.reference is None else self.reference.prepend(x)
-        features = self.pool(self.features(h)).flatten(1)[-x.shape[0]:]
+        maps = []
+        for layer in self.features:
+            h = layer(h)
+            if isinstance(layer, nn.LeakyReLU):
+                maps.append(h[-x.shape[0]:])
+        features = self.pool(h).flatten(1)[-x.shape[0]:]
         head_input = features if self.minibatch is None else torch.cat([features, self.minibatch(features)], 1)
-        return features, self.head(head_input).squeeze(1)
+        return maps, features, self.head(head_input).squeeze(1)
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.forward_maps(x)[1:]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_features(x)[1]
+        return self.forward_maps(x)[2]
 
 
 class AutoEncoderDiscriminator(nn.Module):
@@ -232,9 +243,9 @@ class AutoEncoderDiscriminator(nn.Module):
         if config.d_spectral_norm:
             spectral_normalise(self)
 
-    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> codes (B, 4c * H/8 * W/8), which the pulling-away term and feature
-        matching use, and energies (B,)."""
+    def forward_maps(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """-> the code maps (the paired feature loss), codes (B, 4c * H/8 * W/8), which the
+        pulling-away term and feature matching use, and energies (B,)."""
         if x.shape[-2] % 8 or x.shape[-1] % 8:
             raise ValueError(f"the auto-encoder discriminator needs sides that are multiples of 8, "
                              f"got {tuple(x.shape[-2:])}")
@@ -242,12 +253,80 @@ class AutoEncoderDiscriminator(nn.Module):
         codes = self.encoder(2 * h - 1)
         reconstruction = (torch.tanh(self.decoder(codes)[-x.shape[0]:].float()) + 1) / 2
         energies = (reconstruction - x.float()).pow(2).flatten(1).mean(1)
-        return codes[-x.shape[0]:].flatten(1), energies
+        codes = codes[-x.shape[0]:]
+        return [codes], codes.flatten(1), energies
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.forward_maps(x)[1:]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_features(x)[1]
+        return self.forward_maps(x)[2]
 
 
-def build_discriminator(config: ModelConfig) -> Discriminator | AutoEncoderDiscriminator:
-    """The discriminator config describes: EBGAN's auto-encoder or Ledig's."""
-    return AutoEncoderDiscriminator(config) if config.d_autoencoder else Discriminator(config)
+class UNetDiscriminator(nn.Module):
+    """Real-ESRGAN's U-Net discriminator with spectral normalisation (Wang et al. 2021):
+    (B, 3, H, W) in [0, 1], H and W multiples of 8 -> a logit per pixel (B, 1, H, W).
+
+    A conv to c channels, three 4x4 stride-2 convs (2c, 4c, 8c), three bilinear x2
+    upsamplings each followed by a 3x3 conv (4c, 2c, c) and the skip from the encoder
+    level of that size, two 3x3 convs and a 3x3 conv to one channel; LeakyReLU 0.2; every
+    conv but the first and last spectrally normalised, with no bias (c = config.d_channels).
+    Each pixel's verdict rests on the 64x64 window around it (through the bottleneck); the
+    monitor, the losses and the regularisers average the per-pixel terms (steps.gan_step).
+
+    Unlike Real-ESRGAN's, it sees its input centred, 2x - 1: on [0, 1] images every feature
+    carries the brightness offset, whose direction sets each spectrally normalised layer's
+    largest singular value, so the small differences between real and fake shrink at every
+    layer (docs/realism.md: centred, a fresh D of 8 channels tells the PSNR model's outputs
+    from HR within 300 steps; uncentred it has barely started by then)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config.d_channels
+
+        def normalised(in_channels: int, out_channels: int, kernel: int, stride: int) -> nn.Module:
+            return spectral_norm(nn.Conv2d(in_channels, out_channels, kernel, stride, padding=1, bias=False))
+
+        self.conv0 = nn.Conv2d(3, c, 3, padding=1)
+        self.down = nn.ModuleList([normalised(c, 2 * c, 4, 2), normalised(2 * c, 4 * c, 4, 2),
+                                   normalised(4 * c, 8 * c, 4, 2)])
+        self.up = nn.ModuleList([normalised(8 * c, 4 * c, 3, 1), normalised(4 * c, 2 * c, 3, 1),
+                                 normalised(2 * c, c, 3, 1)])
+        self.tail = nn.ModuleList([normalised(c, c, 3, 1), normalised(c, c, 3, 1)])
+        self.conv_out = nn.Conv2d(c, 1, 3, padding=1)
+
+    def forward_maps(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """-> the feature maps of every level (encoder, decoder, tail: the paired feature loss),
+        the bottleneck's features pooled over positions (B, 8c) (feature matching), and the
+        logits (B, 1, H, W)."""
+        if x.shape[-2] % 8 or x.shape[-1] % 8:
+            raise ValueError(f"the U-Net discriminator needs sides that are multiples of 8, got {tuple(x.shape[-2:])}")
+        h = F.leaky_relu(self.conv0(2 * x - 1), 0.2)
+        skips, maps = [h], []
+        for conv in self.down:
+            h = F.leaky_relu(conv(h), 0.2)
+            skips.append(h)
+            maps.append(h)
+        skips.pop()  # the bottleneck has no skip of its own
+        for conv in self.up:
+            h = F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=False)
+            h = F.leaky_relu(conv(h), 0.2) + skips.pop()
+            maps.append(h)
+        for conv in self.tail:
+            h = F.leaky_relu(conv(h), 0.2)
+            maps.append(h)
+        return maps, maps[2].mean((2, 3)), self.conv_out(h)
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.forward_maps(x)[1:]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_maps(x)[2]
+
+
+def build_discriminator(config: ModelConfig) -> Discriminator | AutoEncoderDiscriminator | UNetDiscriminator:
+    """The discriminator config describes: EBGAN's auto-encoder, Real-ESRGAN's U-Net or Ledig's."""
+    if config.d_autoencoder:
+        return AutoEncoderDiscriminator(config)
+    return UNetDiscriminator(config) if config.d_arch == "unet" else Discriminator(config)

@@ -122,13 +122,16 @@ class DistributedModule(DistributedDataParallel):
     """DDP that the training step uses as the module it wraps.
 
     Calling it (forward) makes the next backward average gradients across
-    ranks, as DDP does. forward_features (the discriminator's, which the step
-    calls only with D frozen, in G's update, so there is nothing to average) and
+    ranks, as DDP does. forward_features and forward_maps (the discriminator's, which
+    the step calls only with D frozen, in G's update, so there is nothing to average) and
     named_parameters (HistoricalAverage's keys) pass through to the wrapped
     module, so the step reads the same with and without DDP."""
 
     def forward_features(self, x: torch.Tensor) -> Any:
         return self.module.forward_features(x)
+
+    def forward_maps(self, x: torch.Tensor) -> Any:
+        return self.module.forward_maps(x)
 
     def named_parameters(self, prefix: str = "", recurse: bool = True,
                          remove_duplicate: bool = True) -> Iterator[tuple[str, nn.Parameter]]:

@@ -1,6 +1,8 @@
-"""Adversarial losses on discriminator outputs (B,): logits for the
+"""Adversarial losses on discriminator outputs, per example (B,) or per pixel
+(B, 1, H, W: the U-Net D's, each pixel a term of the means): logits for the
 cross-entropy losses, raw scores for LSGAN, hinge and the Wasserstein critic,
-energies (reconstruction errors) for EBGAN."""
+energies (reconstruction errors) for EBGAN. The relativistic loss's averages
+run over the batch and the pixels."""
 
 from __future__ import annotations
 
@@ -145,6 +147,14 @@ def g_loss(kind: str, fake: torch.Tensor, real: torch.Tensor | None = None) -> t
 def feature_matching(features_real: torch.Tensor, features_fake: torch.Tensor) -> torch.Tensor:
     """Salimans et al. (2016): ||mean_b f(x_real) - mean_b f(G(z))||^2 over (B, F) features."""
     return (features_real.mean(0) - features_fake.mean(0)).pow(2).sum()
+
+
+def d_feature_loss(maps_fake: list[torch.Tensor], maps_real: list[torch.Tensor]) -> torch.Tensor:
+    """pix2pixHD's feature loss (Wang et al. 2018): the sum over D's layers of the mean absolute
+    difference between the feature maps of each SR output and of its own HR image. Paired, so
+    it asks every output for its image's features (a perceptual loss whose network is D), where
+    feature_matching asks only the batch means to agree."""
+    return sum(F.l1_loss(fake.float(), real.float()) for fake, real in zip(maps_fake, maps_real, strict=True))
 
 
 def content_loss(kind: str, sr: torch.Tensor, hr: torch.Tensor, vgg: torch.nn.Module | None = None) -> torch.Tensor:

@@ -1,7 +1,11 @@
 """Discriminator regularisers as pure functions of logits and inputs.
 
 Every function here takes logits phi(x) of inputs x that were made with
-requires_grad and a graph (so the result can be back-propagated into D)."""
+requires_grad and a graph (so the result can be back-propagated into D):
+a logit per example (B,), or per pixel (B, 1, H, W) from the U-Net D. A
+per-pixel D's penalty is the mean over pixels of the per-pixel terms, as its
+loss is; one_pixel_each estimates that mean without bias at the cost of a
+per-example D (the exact mean would take one backward per pixel)."""
 
 from __future__ import annotations
 
@@ -16,6 +20,22 @@ def add_instance_noise(x: torch.Tensor, sigma: float) -> torch.Tensor:
     if sigma == 0.0:
         return x
     return x + sigma * torch.randn_like(x)
+
+
+def one_pixel_each(logits: torch.Tensor) -> torch.Tensor:
+    """Logits (B,) as they are; per-pixel logits (B, 1, H, W) -> (B,), the logit of one pixel
+    drawn uniformly for each example (torch's generator, which checkpoints keep).
+
+    A penalty that is a mean of per-example terms f(phi(x_b), grad phi(x_b)) then becomes the
+    same mean over a drawn pixel of each example, whose expectation over the draw is the mean
+    over examples and pixels: an unbiased estimate, from one backward as for a per-example D
+    (each drawn logit depends on its own example alone, so summing them still separates the
+    examples' gradients)."""
+    if logits.dim() == 1:
+        return logits
+    flat = logits.flatten(1)
+    drawn = torch.randint(flat.shape[1], (flat.shape[0], 1), device=flat.device)
+    return flat.gather(1, drawn).squeeze(1)
 
 
 def input_gradient_sq_norms(
@@ -41,7 +61,9 @@ def roth_omega(
 
     with D = sigmoid(phi). Add gamma/2 * Omega to the D loss, gamma being the
     variance of the noise it stands for. The weights keep their gradient, as
-    in the authors' code."""
+    in the authors' code. Per-pixel logits: the terms of one drawn pixel per example
+    (one_pixel_each), the weight that pixel's D."""
+    logits_real, logits_fake = one_pixel_each(logits_real), one_pixel_each(logits_fake)
     norm_real, norm_fake = input_gradient_sq_norms((logits_real, logits_fake), (x_real, x_fake))
     weight_real = (1 - torch.sigmoid(logits_real)).pow(2)
     weight_fake = torch.sigmoid(logits_fake).pow(2)
@@ -50,17 +72,19 @@ def roth_omega(
 
 def r1_penalty(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """E ||grad_x phi(x)||^2: R1 on real inputs, R2 on fakes (Mescheder et al. 2018).
-    Added as gamma/2 times this, the 1/2 of Mescheder et al.'s convention."""
-    (norms,) = input_gradient_sq_norms((logits,), (x,))
+    Added as gamma/2 times this, the 1/2 of Mescheder et al.'s convention. Per-pixel
+    logits: one drawn pixel per example (one_pixel_each)."""
+    (norms,) = input_gradient_sq_norms((one_pixel_each(logits),), (x,))
     return norms.mean()
 
 
 def wgan_gradient_penalty(critic, x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:
     """Gulrajani et al. (2017): E (||grad critic(x_hat)|| - 1)^2 on random interpolates
-    x_hat = e x_real + (1 - e) x_fake, e ~ U[0, 1] per sample. Weight it by lambda (10)."""
+    x_hat = e x_real + (1 - e) x_fake, e ~ U[0, 1] per sample. Weight it by lambda (10).
+    A per-pixel critic: one drawn pixel per example (one_pixel_each)."""
     mix = torch.rand(x_real.shape[0], *([1] * (x_real.dim() - 1)), device=x_real.device, dtype=x_real.dtype)
     x_hat = (mix * x_real.detach() + (1 - mix) * x_fake.detach()).requires_grad_(True)
-    (norms,) = input_gradient_sq_norms((critic(x_hat),), (x_hat,))
+    (norms,) = input_gradient_sq_norms((one_pixel_each(critic(x_hat)),), (x_hat,))
     return (norms.sqrt() - 1).pow(2).mean()
 
 

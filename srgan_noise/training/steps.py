@@ -16,10 +16,12 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from srgan_noise.base.config import ModelConfig
 from srgan_noise.base.errors import UserError
 from srgan_noise.inference.weights import load_generator
-from srgan_noise.models.discriminator import AutoEncoderDiscriminator, Discriminator, build_discriminator
+from srgan_noise.models.discriminator import (AutoEncoderDiscriminator, Discriminator, UNetDiscriminator,
+                                              build_discriminator)
 from srgan_noise.models.generator import Generator, SubPixelGenerator, build_generator
 from srgan_noise.models.perceptual import load_vgg_loss
-from srgan_noise.training.losses import as_logits, content_loss, d_loss, feature_matching, g_loss, pulling_away
+from srgan_noise.training.losses import (as_logits, content_loss, d_feature_loss, d_loss, feature_matching, g_loss,
+                                        pulling_away)
 from srgan_noise.training.regularisers import (HistoricalAverage, add_instance_noise, after_d_update, d_extra_loss,
                                                d_penalty, d_penalty_on_share)
 from srgan_noise.training.train_config import TrainConfig
@@ -28,7 +30,7 @@ from srgan_noise.training.train_config import TrainConfig
 @dataclass
 class Nets:
     generator: Generator | SubPixelGenerator
-    discriminator: Discriminator | AutoEncoderDiscriminator
+    discriminator: Discriminator | AutoEncoderDiscriminator | UNetDiscriminator
     opt_pretrain: torch.optim.Optimizer  # G, MSE phase
     opt_g: torch.optim.Optimizer  # G, GAN phase
     opt_d: torch.optim.Optimizer
@@ -65,7 +67,8 @@ def gan_step(
 ) -> dict[str, float]:
     """One generator update, then config.d_steps discriminator updates (one batch each).
 
-    The three monitored means all use the same D_t (the discriminator before
+    With the U-Net D every figure of D is a mean over pixels too. The three monitored
+    means all use the same D_t (the discriminator before
     this step's update): D(fake) on G_t's fakes, seen by the generator update;
     D(real) and D_t(G_{t+1}) on the first D update's inputs, fresh fakes from
     the updated generator (the seed's orange curve, free of an extra forward).
@@ -81,8 +84,13 @@ def gan_step(
     discriminator.requires_grad_(False)
     with autocast():
         fake = generator(lr)
-        features_fake, outputs_fake = discriminator.forward_features(add_instance_noise(fake, sigma))
+        x_fake = add_instance_noise(fake, sigma)
+        maps_fake, features_fake, outputs_fake = discriminator.forward_maps(x_fake)
     loss_content = content_loss(config.content, fake.float(), hr, nets.vgg)
+    if config.d_feature_weight > 0:  # D's maps of each fake against those of its HR image, under the same noise
+        with torch.no_grad(), autocast():
+            maps_real, _, _ = discriminator.forward_maps(hr + (x_fake - fake).detach())
+        loss_content = loss_content + config.d_feature_weight * d_feature_loss(maps_fake, maps_real)
     outputs_real = None
     if config.loss == "relativistic":  # G's term compares its fakes with D_t's view of real images
         with torch.no_grad(), autocast():
@@ -169,7 +177,7 @@ def build_nets(model: ModelConfig, config: TrainConfig, device: torch.device) ->
         discriminator,
         opt_pretrain=torch.optim.Adam(generator.parameters(), lr=config.pretrain_lr),
         opt_g=gan_optimizer(generator.parameters()),
-        opt_d=gan_optimizer(discriminator.parameters(), lr=config.d_lr if config.d_lr is not None else config.lr),
+        opt_d=gan_optimizer(discriminator.parameters(), lr=config.d_learning_rate),
         history_g=HistoricalAverage(generator) if history else None,
         history_d=HistoricalAverage(discriminator) if history else None,
         vgg=load_vgg_loss(Path(config.vgg_weights)).to(device) if config.content == "vgg" else None,

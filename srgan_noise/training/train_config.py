@@ -16,6 +16,11 @@ from srgan_noise.training.losses import CONTENT_LOSSES, LOSSES
 from srgan_noise.training.schedules import noise_sigma, pretrain_lr, reg_gamma
 
 
+# The U-Net D's default learning rate: at it a fresh 8-channel U-Net tells the PSNR model's outputs from
+# HR patches within 300 steps (D(real) 0.90, D(fake) 0.10; docs/realism.md), where at G's 1e-4 it barely starts.
+UNET_D_LR = 2e-3
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     out: str = "runs/demo"
@@ -55,6 +60,9 @@ class TrainConfig:
     # from vgg_weights) | none (the adversarial term alone: Sønderby et al.'s setting,
     # with model.projection "affine" keeping G consistent with its input).
     content: str = "mse"
+    # + this weight x pix2pixHD's feature loss on G's content term: the L1 between D's feature maps of
+    # each SR output and of its HR image (losses.d_feature_loss), a perceptual term with no downloaded weights.
+    d_feature_weight: float = 0.0
     vgg_weights: str | None = None  # a torchvision VGG19 state dict (.pth) or .safetensors
     # G's starting weights: a generator weights file (the shipped PSNR model, say) instead of a
     # random initialisation, so a GAN phase (--pretrain-steps 0) need not redo the MSE phase.
@@ -69,7 +77,8 @@ class TrainConfig:
     batch_size: int = 8  # the global batch: patches per step over all processes, split evenly among them
     patch_size: int = 64  # HR patch side
     lr: float = 1e-4
-    # D's learning rate, GAN phase (None: lr); higher than G's is Heusel et al. (2017)'s two time-scale rule.
+    # D's learning rate, GAN phase (None: UNET_D_LR for the U-Net D, else lr); higher than G's is
+    # Heusel et al. (2017)'s two time-scale rule.
     d_lr: float | None = None
     pretrain_lr: float = 2e-4
     pretrain_lr_schedule: str = "constant"  # constant | cosine (to 0 at the end of pre-training)
@@ -101,7 +110,7 @@ class TrainConfig:
         # Every number is checked here, before any work: a NaN passes every comparison, and an
         # unchecked one would surface only after the MSE phase.
         for name in ("sigma0", "gamma0", "clip", "gp_weight", "historical_averaging", "ebgan_margin", "pt_weight",
-                     "adv_weight"):
+                     "adv_weight", "d_feature_weight"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise UserError(f"--{name.replace('_', '-')} must be a number >= 0, got {value}")
@@ -141,6 +150,9 @@ class TrainConfig:
         if self.model.d_autoencoder and self.patch_size % 8:
             raise UserError(f"--loss ebgan needs a --patch-size that is a multiple of 8 (the auto-encoder halves "
                             f"it three times), got {self.patch_size}")
+        if self.model.d_arch == "unet" and self.patch_size % 8:
+            raise UserError(f"the U-Net discriminator needs a --patch-size that is a multiple of 8 (it halves it "
+                            f"three times), got {self.patch_size}")
         if self.loss == "ebgan" and self.ebgan_margin == 0:
             raise UserError("--ebgan-margin must be > 0")
         if self.pt_weight and self.loss != "ebgan":
@@ -165,6 +177,13 @@ class TrainConfig:
             return 0.0
         horizon = self.gamma_steps if self.gamma_steps is not None else self.steps
         return reg_gamma(t, self.gamma_schedule, self.gamma0, horizon)
+
+    @property
+    def d_learning_rate(self) -> float:
+        """D's Adam (or RMSProp) rate in the GAN phase: d_lr, or by default UNET_D_LR for the U-Net, lr otherwise."""
+        if self.d_lr is not None:
+            return self.d_lr
+        return UNET_D_LR if self.model.d_arch == "unet" and not self.model.d_autoencoder else self.lr
 
     def extended(self, steps: int) -> "TrainConfig":
         """The same run with `steps` GAN steps in all, as `--resume --steps` makes it: the

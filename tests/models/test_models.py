@@ -242,9 +242,9 @@ def test_reference_batch_errors():
 
 def test_d_norm_replaces_d_batch_norm_in_saved_architectures():
     """Checkpoints and weights files written before d_norm (d_batch_norm: true/false) still load."""
-    old = {**preset("small").to_dict(), "d_batch_norm": False}
-    del old["d_norm"]
-    assert ModelConfig.from_dict(old) == preset("small", d_norm="none")
+    old = {**preset("small", d_arch="vgg").to_dict(), "d_batch_norm": False}
+    del old["d_norm"], old["d_arch"]  # neither field existed then
+    assert ModelConfig.from_dict(old) == preset("small", d_arch="vgg", d_norm="none")
     assert ModelConfig.from_dict({**old, "d_batch_norm": True}).d_norm == "batch"
     with pytest.raises(UserError, match="d_batch_norm must be true or false, got 'yes'"):
         ModelConfig.from_dict({**old, "d_batch_norm": "yes"})
@@ -327,3 +327,70 @@ def test_saved_architectures_without_an_upsample_field_are_pixel_shuffle():
     old = {name: value for name, value in preset("small").to_dict().items() if name != "upsample"}
     assert ModelConfig.from_dict(old).upsample == "pixel-shuffle" and preset("small").upsample == "nearest"
     assert preset("fast").upsample == "pixel-shuffle"  # the sub-pixel network has no x2 stages
+
+
+# Real-ESRGAN's U-Net discriminator: a logit per pixel
+
+
+@pytest.mark.parametrize("size", [(16, 16), (32, 24), (64, 64)])
+def test_unet_discriminator_gives_a_logit_per_pixel(size):
+    discriminator = build_discriminator(preset("tiny", d_arch="unet"))
+    maps, pooled, logits = discriminator.forward_maps(torch.rand(2, 3, *size))
+    assert logits.shape == (2, 1, *size)
+    c = discriminator.config.d_channels
+    # encoder 2c, 4c, 8c at 1/2, 1/4, 1/8; decoder 4c, 2c, c back up; two tail maps at full size
+    expected = [(2 * c, 2), (4 * c, 4), (8 * c, 8), (4 * c, 4), (2 * c, 2), (c, 1), (c, 1), (c, 1)]
+    assert [(m.shape[1], size[0] // m.shape[2]) for m in maps] == expected
+    assert pooled.shape == (2, 8 * c)
+    torch.testing.assert_close(discriminator(torch.ones(1, 3, *size)), discriminator.eval()(torch.ones(1, 3, *size)))
+
+
+def test_unet_discriminator_refuses_sides_that_are_not_multiples_of_8():
+    with pytest.raises(ValueError, match="multiples of 8"):
+        build_discriminator(preset("tiny", d_arch="unet"))(torch.rand(1, 3, 20, 16))
+
+
+def test_unet_discriminator_spectral_norm_bounds_its_inner_convs():
+    discriminator = build_discriminator(preset("tiny", d_arch="unet"))
+    for _ in range(30):  # power iterations settle in train mode
+        discriminator(torch.rand(2, 3, 16, 16))
+    inner = [*discriminator.down, *discriminator.up, *discriminator.tail]
+    assert len(inner) == 8
+    for conv in inner:
+        sigma = torch.linalg.matrix_norm(conv.weight.detach().flatten(1), ord=2)
+        assert sigma == pytest.approx(1.0, abs=0.05)
+
+
+def test_unet_pixel_logits_rest_on_a_64_px_window():
+    """Through the bottleneck each pixel's logit sees 32 px to each side: a 64-px training patch's centre sees all of it."""
+    discriminator = build_discriminator(preset("tiny", d_arch="unet")).eval()
+    x = torch.rand(1, 3, 128, 128, requires_grad=True)
+    discriminator(x)[0, 0, 64, 64].backward()
+    reached = (x.grad.abs().sum((0, 1)) > 0).nonzero()
+    assert reached.min(0).values.tolist() == [32, 32] and reached.max(0).values.tolist() == [95, 95]
+
+
+@pytest.mark.parametrize("overrides", [dict(d_norm="batch"), dict(d_minibatch_kernels=4), dict(d_autoencoder=True),
+                                       dict(d_arch="resnet")])
+def test_unet_discriminator_refuses_what_it_has_no_use_for(overrides):
+    with pytest.raises(UserError):
+        preset("tiny", **{"d_arch": "unet", **overrides})
+
+
+def test_saved_architectures_without_a_d_arch_field_are_vgg():
+    values = preset("tiny").to_dict()
+    del values["d_arch"]
+    assert ModelConfig.from_dict(values).d_arch == "vgg"
+
+
+@pytest.mark.parametrize("overrides", [dict(d_arch="vgg"), dict(d_arch="unet"), dict(d_autoencoder=True),
+                                       dict(d_norm="virtual", d_reference_size=2)])
+def test_forward_maps_agree_with_forward(overrides):
+    discriminator = build_discriminator(preset("tiny", **overrides)).eval()
+    if getattr(discriminator, "reference", None) is not None:
+        discriminator.reference.set(torch.rand(2, 3, 16, 16))  # its rows are cut from the maps
+    x = torch.rand(3, 3, 16, 16)
+    maps, features, logits = discriminator.forward_maps(x)
+    torch.testing.assert_close(logits, discriminator(x))
+    torch.testing.assert_close(features, discriminator.forward_features(x)[0])
+    assert all(m.shape[0] == 3 for m in maps)

@@ -137,6 +137,10 @@ def test_wrapper_passes_through_what_the_step_uses(group_of_one):
     x = torch.rand(2, 3, 16, 16)
     features, logits = wrapped.forward_features(x)
     torch.testing.assert_close(logits, wrapped(x))
+    maps, pooled, logits_again = wrapped.forward_maps(x)
+    torch.testing.assert_close(pooled, features)
+    torch.testing.assert_close(logits_again, logits)
+    assert len(maps) == 8  # one map per conv's activation
 
 
 # 2. The step under DDP, 2 processes (the worker at the end of this file).

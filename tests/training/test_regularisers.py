@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from srgan_noise.training.regularisers import (add_instance_noise, d_penalty, d_penalty_on_share,
-                                               input_gradient_sq_norms, roth_omega, share_size)
+                                               input_gradient_sq_norms, one_pixel_each, roth_omega, share_size,
+                                               wgan_gradient_penalty)
 
 
 class Linear(nn.Module):
@@ -206,3 +207,105 @@ def test_ebgan_regularisers_act_on_the_energy_mapped_logit():
     torch.testing.assert_close(penalty.detach(), expected)
     penalty.backward()  # the double backward reaches the auto-encoder's weights
     assert discriminator.encoder[0].weight.grad.abs().sum() > 0
+
+
+# Per-pixel logits (the U-Net discriminator): the penalty is the mean over pixels, estimated on one drawn pixel
+
+
+class PixelQuadratic(nn.Module):
+    """A logit per pixel: phi_p(x) = 0.5 x^T A_p x for inputs (B, 4) and P = 3 pixels,
+    returned as (B, 1, 1, 3); grad_x phi_p = A_p x."""
+
+    def __init__(self):
+        super().__init__()
+        m = torch.randn(3, 4, 4, dtype=torch.float64)
+        self.a = nn.Parameter((m + m.transpose(1, 2)) / 2)
+
+    def forward(self, x):
+        return 0.5 * torch.einsum("bi,pij,bj->bp", x, self.a, x).view(x.shape[0], 1, 1, 3)
+
+
+def exact_pixel_omega(d, x_real, x_fake):
+    """mean over examples and pixels of the per-pixel Roth terms, in closed form."""
+    with torch.no_grad():
+        terms = []
+        for x, real in ((x_real, True), (x_fake, False)):
+            phi = d(x).flatten(1)  # (B, P)
+            norms = torch.einsum("pij,bj->bpi", d.a, x).pow(2).sum(2)  # ||A_p x_b||^2
+            weight = (1 - torch.sigmoid(phi)) ** 2 if real else torch.sigmoid(phi) ** 2
+            terms.append((weight * norms).mean())
+        return sum(terms)
+
+
+def test_one_pixel_each_passes_per_example_logits_and_draws_one_pixel_per_example():
+    logits = torch.arange(6.0)
+    assert one_pixel_each(logits) is logits
+    maps = torch.arange(24.0).view(2, 1, 3, 4)
+    torch.manual_seed(3)
+    drawn = one_pixel_each(maps)
+    assert drawn.shape == (2,)
+    assert 0 <= drawn[0] < 12 and 12 <= drawn[1] < 24  # each from its own example
+    seen = {int(one_pixel_each(maps)[0]) for _ in range(400)}
+    assert seen == set(range(12))  # every pixel can be drawn
+
+
+def test_pixel_omega_is_the_drawn_pixels_terms_and_unbiased_for_the_pixel_mean():
+    torch.manual_seed(0)
+    d = PixelQuadratic()
+    x_real = torch.randn(4, 4, dtype=torch.float64, requires_grad=True)
+    x_fake = torch.randn(4, 4, dtype=torch.float64, requires_grad=True)
+    estimates = []
+    for seed in range(300):
+        torch.manual_seed(seed)
+        omega = roth_omega(d(x_real), x_real, d(x_fake), x_fake)
+        # The same draws by hand: one pixel per example, real then fake.
+        torch.manual_seed(seed)
+        pick_real, pick_fake = torch.randint(3, (4, 1)), torch.randint(3, (4, 1))
+        with torch.no_grad():
+            rows = torch.arange(4)
+            grad_real = torch.einsum("bij,bj->bi", d.a[pick_real[:, 0]], x_real)
+            grad_fake = torch.einsum("bij,bj->bi", d.a[pick_fake[:, 0]], x_fake)
+            phi_real = d(x_real).flatten(1)[rows, pick_real[:, 0]]
+            phi_fake = d(x_fake).flatten(1)[rows, pick_fake[:, 0]]
+            by_hand = (((1 - torch.sigmoid(phi_real)) ** 2 * grad_real.pow(2).sum(1)).mean()
+                       + (torch.sigmoid(phi_fake) ** 2 * grad_fake.pow(2).sum(1)).mean())
+        torch.testing.assert_close(omega.detach(), by_hand)
+        estimates.append(omega.item())
+    exact = exact_pixel_omega(d, x_real, x_fake).item()
+    mean, spread = torch.tensor(estimates).mean().item(), torch.tensor(estimates).std().item()
+    assert abs(mean - exact) < 4 * spread / len(estimates) ** 0.5
+
+
+def test_pixel_penalties_gradient_matches_finite_differences():
+    """The drawn pixel's input gradient (R1 on per-pixel logits) against central differences."""
+    torch.manual_seed(1)
+    d = PixelQuadratic()
+    x = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
+    torch.manual_seed(5)
+    penalty = d_penalty("r1", d(x), x, d(x), x)
+    torch.manual_seed(5)
+    pick = torch.randint(3, (2, 1))[:, 0]
+    eps, expected = 1e-6, []
+    for b in range(2):
+        grad = torch.zeros(4, dtype=torch.float64)
+        for i in range(4):
+            step = torch.zeros_like(x)
+            step[b, i] = eps
+            with torch.no_grad():
+                grad[i] = (d(x + step).flatten(1)[b, pick[b]] - d(x - step).flatten(1)[b, pick[b]]) / (2 * eps)
+        expected.append(grad.pow(2).sum())
+    torch.testing.assert_close(penalty.detach(), torch.stack(expected).mean(), rtol=1e-6, atol=1e-8)
+
+
+def test_pixel_wgan_penalty_draws_one_pixel_per_example():
+    torch.manual_seed(2)
+    d = PixelQuadratic()
+    x_real, x_fake = torch.randn(3, 4, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64)
+    torch.manual_seed(7)
+    penalty = wgan_gradient_penalty(d, x_real, x_fake)
+    torch.manual_seed(7)
+    mix = torch.rand(3, 1, dtype=torch.float64)
+    pick = torch.randint(3, (3, 1))[:, 0]
+    x_hat = mix * x_real + (1 - mix) * x_fake
+    grads = torch.einsum("bij,bj->bi", d.a[pick].detach(), x_hat)
+    torch.testing.assert_close(penalty.detach(), (grads.norm(dim=1) - 1).pow(2).mean())

@@ -45,12 +45,15 @@ class Spy(torch.nn.Module):
         super().__init__()
         self.discriminator, self.inputs = discriminator, []
 
-    def forward_features(self, x):
+    def forward_maps(self, x):
         self.inputs.append(x.detach().clone())
-        return self.discriminator.forward_features(x)
+        return self.discriminator.forward_maps(x)
+
+    def forward_features(self, x):
+        return self.forward_maps(x)[1:]
 
     def forward(self, x):
-        return self.forward_features(x)[1]
+        return self.forward_maps(x)[2]
 
 
 def test_noise_on_both_inputs_of_every_d_call(tmp_path):
@@ -256,9 +259,14 @@ def test_invalid_config(tmp_path, overrides, message):
     dict(loss="wgan", model=preset("tiny", d_norm="none")), dict(loss="wgan-gp", model=preset("tiny", d_norm="none")),
     dict(reg="r1"), dict(reg="r2"), dict(feature_matching="replace"), dict(feature_matching="add"),
     dict(historical_averaging=0.1), dict(model=preset("tiny", d_spectral_norm=True, d_minibatch_kernels=4)),
+    *[dict(model=preset("tiny", d_arch="unet"), **technique) for technique in (
+        dict(), dict(loss="relativistic"), dict(loss="hinge"), dict(loss="lsgan"), dict(loss="wgan-gp"),
+        dict(reg="roth"), dict(reg="r1"), dict(reg="roth", reg_share=0.5), dict(feature_matching="add"),
+        dict(d_feature_weight=1.0), dict(noise="constant"))],
+    dict(d_feature_weight=1.0),
 ])
 def test_every_technique_trains_the_discriminator(tmp_path, overrides):
-    cfg = config(tmp_path, noise="none", **overrides)
+    cfg = config(tmp_path, **{"noise": "none", **overrides})
     nets = nets_for(cfg)
     before = [p.detach().clone() for p in nets.discriminator.parameters()]
     values = [gan_step(nets, batches(seed=t), t, cfg, null) for t in range(2)]
@@ -593,3 +601,83 @@ def test_relativistic_generator_term_uses_d_on_real_images(tmp_path):
         d_t = nets_for(cfg).discriminator
         expected = g_loss_relativistic(d_t(noisy_fake), d_t(noisy_real))
     assert values["loss_adv"] == pytest.approx(expected.item(), rel=1e-5)
+
+
+# The U-Net discriminator (a logit per pixel) and the paired feature loss in the step and the run
+
+
+def test_unet_monitor_is_the_mean_over_pixels(tmp_path):
+    """D(real), D(fake) and D_t(G_{t+1}) are sigmoid(logit) averaged over the batch and the pixels, of D_t."""
+    cfg = config(tmp_path, noise="none", model=preset("tiny", d_arch="unet"))
+    nets = nets_for(cfg)
+    d_t = copy.deepcopy(nets.discriminator).eval()  # eval: no power iteration, D_t's current estimate
+    (lr, hr), = data = batches()
+    with torch.no_grad():
+        d_fake = torch.sigmoid(d_t(nets.generator(lr))).mean().item()
+    values = gan_step(nets, data, 0, cfg, null)
+    with torch.no_grad():
+        d_real = torch.sigmoid(d_t(hr)).mean().item()
+        d_fake_next = torch.sigmoid(d_t(nets.generator(lr))).mean().item()
+    # the step's forwards in train mode take a power iteration each, moving D_t's sigma estimate a little
+    assert values["d_real"] == pytest.approx(d_real, abs=2e-3)
+    assert values["d_fake"] == pytest.approx(d_fake, abs=2e-3)
+    assert values["d_fake_next"] == pytest.approx(d_fake_next, abs=2e-3)
+    per_image = torch.sigmoid(d_t(hr).flatten(1).mean(1)).mean().item()
+    assert per_image != pytest.approx(d_real, abs=1e-6)  # a mean of pixels' D, not D of a mean logit
+
+
+@pytest.mark.parametrize("arch", ["vgg", "unet"])
+def test_d_feature_loss_joins_the_content_term(tmp_path, arch):
+    """loss_content = MSE + w x the paired L1 of D_t's maps of each fake and of its own HR image."""
+    from srgan_noise.training.losses import d_feature_loss
+
+    cfg = config(tmp_path, noise="none", d_feature_weight=2.0, model=preset("tiny", d_arch=arch))
+    nets = nets_for(cfg)
+    d_t = copy.deepcopy(nets.discriminator).eval()
+    (lr, hr), = data = batches()
+    with torch.no_grad():
+        fake = nets.generator(lr)
+        maps_fake, maps_real = d_t.forward_maps(fake)[0], d_t.forward_maps(hr)[0]
+        expected = torch.nn.functional.mse_loss(fake, hr) + 2.0 * d_feature_loss(maps_fake, maps_real)
+        same = d_feature_loss(maps_fake, maps_fake)
+    assert same == 0
+    values = gan_step(nets, data, 0, cfg, null)
+    assert values["loss_content"] == pytest.approx(expected.item(), rel=1e-3)
+    assert expected > torch.nn.functional.mse_loss(fake, hr)
+
+
+def test_d_feature_loss_moves_the_generator(tmp_path):
+    """With the adversarial weight 0, the feature loss alone changes G's update."""
+    updates = []
+    for weight in (0.0, 1.0):
+        cfg = config(tmp_path, noise="none", adv_weight=0.0, d_feature_weight=weight, model=preset("tiny", d_arch="unet"))
+        nets = nets_for(cfg)
+        gan_step(nets, batches(), 0, cfg, null)
+        updates.append(torch.cat([p.detach().flatten() for p in nets.generator.parameters()]))
+    assert not torch.allclose(updates[0], updates[1])
+
+
+def test_unet_run_with_feature_loss_resumes_bit_for_bit(tmp_path, image_folder):
+    """Spectral norm's power-iteration vectors and the pixel draws of the Roth term travel with the checkpoint."""
+    common = dict(data=str(image_folder), val=str(image_folder), pretrain_steps=2, noise="linear", noise_steps=4,
+                  reg="roth", gamma_steps=4, d_feature_weight=1.0, model=preset("tiny", d_arch="unet"))
+    whole = load_checkpoint(train(config(tmp_path, "whole", steps=4, **common)))
+    half = train(config(tmp_path, "half", steps=2, **common))
+    train(dataclasses.replace(TrainConfig.from_dict(load_checkpoint(half)["config"]), steps=4), resume=True)
+    resumed = load_checkpoint(half)
+    assert resumed["step"] == whole["step"] == 6
+    assert any("_u" in name for name in whole["discriminator"])  # the power iteration's state is saved
+    for name in ("generator", "discriminator", "opt_g", "opt_d"):
+        flat = lambda state: torch.cat([v.flatten() for v in torch.utils._pytree.tree_leaves(state)
+                                        if isinstance(v, torch.Tensor) and v.is_floating_point()])
+        assert torch.equal(flat(whole[name]), flat(resumed[name])), name
+
+
+def test_unet_needs_patches_that_are_multiples_of_8(tmp_path):
+    with pytest.raises(UserError, match="multiple of 8"):
+        config(tmp_path, patch_size=20, model=preset("tiny", d_arch="unet"))
+
+
+def test_d_feature_weight_is_checked(tmp_path):
+    with pytest.raises(UserError, match="--d-feature-weight must be a number >= 0"):
+        config(tmp_path, d_feature_weight=float("nan"))
