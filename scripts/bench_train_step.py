@@ -12,14 +12,15 @@
    --vbn-reference patches goes through D with every batch) against batch
    norm, D step and `gan_step`; and `gan_step` with EBGAN's auto-encoder D.
 5. `gan_step` with the U-Net D (--d-arch unet, --unet-channels wide) and the
-   paired D-feature loss against `gan_step` with the VGG-style D of the preset
-   and the MSE content term (the default GAN step before the U-Net).
+   paired D-feature loss against `gan_step` with the preset's VGG-style D and
+   the MSE content term: the default GAN step before the U-Net.
 
 Variants are interleaved and the median of the repeats is reported (process CPU
 time on the CPU, wall time on CUDA); --only picks some of them. --profile
 prints torch.profiler's table of the Roth D step instead (whole batch, then share).
 
     .venv/bin/python scripts/bench_train_step.py --preset srresnet --batch-size 16 --repeats 5
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_train_step.py --preset small --patch-size 64 --only "gan_step, "
 """
 
 from __future__ import annotations
@@ -107,12 +108,14 @@ def main() -> None:
     parser.add_argument("--vbn-reference", type=int, default=8, help="reference batch of the virtual batch norm variants")
     parser.add_argument("--share", type=float, default=0.25, help="--reg-share of the share variants")
     parser.add_argument("--profile", action="store_true", help="profile the Roth D step instead")
-    parser.add_argument("--unet-channels", type=int, default=None, help="the U-Net D's first width [default: the preset's d_channels]")
+    parser.add_argument("--unet-channels", type=int, default=None, help="the U-Net D's first width [default: the preset's]")
     parser.add_argument("--only", default="", help="run only the variants whose names contain this (e.g. 'D step')")
     args = parser.parse_args()
 
     device = torch.device(args.device)
-    config = TrainConfig(model=preset(args.preset), batch_size=args.batch_size, patch_size=args.patch_size,
+    # Variants 1-4 and the baseline of 5: the preset's VGG-style D (its D before December 2026).
+    config = TrainConfig(model=preset(args.preset, d_arch="vgg"), batch_size=args.batch_size,
+                         patch_size=args.patch_size,
                          noise="linear", sigma0=0.1, steps=1000, progress=False)
     nets = build_nets(config.model, config, device)
     projected_config = dataclasses.replace(config, model=dataclasses.replace(config.model, projection="affine"))
@@ -123,8 +126,8 @@ def main() -> None:
     virtual = build_nets(virtual_config.model, virtual_config, device)
     ebgan_config = dataclasses.replace(config, loss="ebgan", model=dataclasses.replace(config.model, d_autoencoder=True))
     ebgan = build_nets(ebgan_config.model, ebgan_config, device)
-    unet_config = dataclasses.replace(config, d_feature_weight=1.0, model=dataclasses.replace(
-        config.model, d_arch="unet", d_norm="none", d_channels=args.unet_channels or config.model.d_channels))
+    unet_config = dataclasses.replace(config, d_feature_weight=1.0, model=preset(
+        args.preset, d_arch="unet", **({"d_channels": args.unet_channels} if args.unet_channels else {})))
     unet = build_nets(unet_config.model, unet_config, device)
     vgg_config = dataclasses.replace(config, model=dataclasses.replace(config.model, d_arch="vgg"))
     vgg = build_nets(vgg_config.model, vgg_config, device)

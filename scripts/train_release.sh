@@ -4,8 +4,8 @@
 # DEGRADATION=bicubic (the default): the benchmark-protocol pair at SCALE (default 4)
 #   srresnet_x$SCALE.safetensors  MSE training (--model psnr), one run
 #   srgan_x$SCALE.safetensors     a GAN phase started from it (--init; --model gan): content MSE +
-#                                 1e-2 x adversarial, D without normalisation, constant instance
-#                                 noise sigma 0.1 (docs/stabilisation-evidence.md)
+#                                 1e-2 x adversarial, the VGG-style D without normalisation, constant
+#                                 instance noise sigma 0.1 (docs/stabilisation-evidence.md)
 # DEGRADATION=realistic: the generator for real photos (--model real, srgan upscale's default)
 #   srresnet_real_x$SCALE.safetensors  MSE training on LR patches from the random realistic chain
 #                                 (docs/real-photos.md), the learning rate on a cosine to 0: fine-tuned
@@ -50,7 +50,7 @@ else
     .venv/bin/srgan train "${common[@]}" --pretrain-steps "$pretrain" --steps 0 --out "$run"
     cp "$run/generator_pretrain.safetensors" "$shipped/srresnet_x$scale.safetensors"
     .venv/bin/srgan train "${common[@]}" --init "$shipped/srresnet_x$scale.safetensors" --pretrain-steps 0 \
-        --steps "$gan" --lr 1e-4 --adv-weight 1e-2 --d-norm none --noise constant --sigma0 0.1 --out "$run-gan"
+        --steps "$gan" --lr 1e-4 --adv-weight 1e-2 --d-arch vgg --d-norm none --noise constant --sigma0 0.1 --out "$run-gan"
     cp "$run-gan/generator.safetensors" "$shipped/srgan_x$scale.safetensors"
     echo "wrote $shipped/srresnet_x$scale.safetensors from $run and $shipped/srgan_x$scale.safetensors from $run-gan"
 fi

@@ -111,21 +111,28 @@ class ModelConfig:
 # SRResNet presets upsample by nearest x2 + conv: ModelConfig's default stays pixel-shuffle, what
 # files written before the field existed hold (docs/stabilisation-evidence.md, "Where the GAN adds detail").
 # Their discriminators have no normalisation: batch norm hid the fakes' noise from D (same section).
-# The GAN presets' D is the U-Net of 8 channels (a narrow D learns fast: docs/realism.md); d_dense is the
-# VGG-style D's, for --d-arch vgg. tiny keeps the VGG-style D, whose toolbox (virtual batch norm,
-# minibatch discrimination, EBGAN) its tests exercise.
+# The GAN presets' D is the U-Net, UNET_D_CHANNELS wide (a narrow D learns fast: docs/realism.md);
+# d_channels and d_dense are the VGG-style D's, for --d-arch vgg (the presets' D before December 2026).
+# tiny keeps the VGG-style D, whose toolbox (virtual batch norm, minibatch discrimination, EBGAN) its
+# tests exercise.
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(channels=8, blocks=2, upsample="nearest", d_channels=8, d_dense=32, d_norm="none"),
-    "small": dict(channels=32, blocks=6, upsample="nearest", d_arch="unet", d_channels=8, d_dense=64, d_norm="none"),
-    "srresnet": dict(channels=64, blocks=16, upsample="nearest", d_arch="unet", d_channels=8, d_dense=64,
+    "small": dict(channels=32, blocks=6, upsample="nearest", d_arch="unet", d_channels=32, d_dense=256, d_norm="none"),
+    "srresnet": dict(channels=64, blocks=16, upsample="nearest", d_arch="unet", d_channels=64, d_dense=1024,
                      d_norm="none"),
     # For speed on a CPU (about 1/33 of small's multiply-adds a pixel); the D is small's, for a GAN phase.
-    "fast": dict(generator="subpixel", channels=16, blocks=4, batch_norm=False, d_arch="unet", d_channels=8,
-                 d_dense=64, d_norm="none"),
+    "fast": dict(generator="subpixel", channels=16, blocks=4, batch_norm=False, d_arch="unet", d_channels=32,
+                 d_dense=256, d_norm="none"),
 }
+UNET_D_CHANNELS = 8  # the U-Net's first width in every preset, unless d_channels is given
 
 
 def preset(name: str, scale: int = 4, **overrides: Any) -> ModelConfig:
+    """The preset's architecture with `overrides`; its D's width is the U-Net's or the VGG-style D's,
+    whichever d_arch it ends with."""
     if name not in PRESETS:
         raise UserError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
-    return ModelConfig(scale=scale, **{**PRESETS[name], **overrides})
+    fields = {**PRESETS[name], **overrides}
+    if fields.get("d_arch") == "unet" and "d_channels" not in overrides:
+        fields["d_channels"] = UNET_D_CHANNELS
+    return ModelConfig(scale=scale, **fields)
