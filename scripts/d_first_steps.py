@@ -9,7 +9,7 @@ moved after each of the first steps (the mean over units of |shift|, in units of
 or above, the units are pushed past where their inputs can tell real from fake), and the share of
 positive pre-activations.
 
-    .venv/bin/python scripts/d_first_steps.py [--lr 1e-3] [--d-channels 32 --d-dense 256] [--steps 2]
+    .venv/bin/python scripts/d_first_steps.py [--lr 1e-3] [--d-channels 32 --d-dense 256] [--steps 2] [--weights G]
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ def unit_means(x: torch.Tensor) -> torch.Tensor:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", type=Path, help="the generator making the fakes (default: the shipped psnr model)")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--d-channels", type=int, default=32)
     parser.add_argument("--d-dense", type=int, default=256)
@@ -58,7 +59,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(args.seed)
 
-    generator = load_generator(shipped_weights("psnr", 4))
+    generator = load_generator(args.weights or shipped_weights("psnr", 4))
     discriminator = build_discriminator(preset("small", d_arch="vgg", d_channels=args.d_channels,
                                                d_dense=args.d_dense))
     optimizer = torch.optim.Adam(discriminator.parameters(), lr=args.lr)

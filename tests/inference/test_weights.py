@@ -89,3 +89,16 @@ def test_shipped_real_model_gains_half_a_db_on_every_family(scale):
         mean = evaluate_images(images, scale, generator, bicubic=True, degradation=family).mean
         gains[family] = mean[MODEL]["psnr"] - mean[BICUBIC]["psnr"]
     assert min(gains.values()) >= 0.5, gains
+
+
+# The shipped PSNR model's Set5 figure (docs/models.md: `srgan eval --data ../shared/data/Set5 --model psnr`),
+# made by scripts/train_psnr.sh: 50000 cosine MSE steps of the small preset.
+PSNR_MODEL_SET5_DB = 31.34
+
+
+@pytest.mark.skipif(not SET5.is_dir(), reason="shared Set5 not present")
+def test_shipped_psnr_model_holds_its_measured_set5_figure():
+    images = [(path.name, load_rgb(path)) for path in list_images(SET5)]
+    result = evaluate_images(images, 4, load_generator(shipped_weights("psnr", 4)))
+    assert result.mean[MODEL]["psnr"] >= PSNR_MODEL_SET5_DB - 0.1
+    assert result.mean[MODEL]["psnr"] < PSNR_MODEL_SET5_DB + 0.1  # the figure in the docs is this file's
