@@ -184,8 +184,6 @@ def train(
             _reject_unused(f"with --d-norm {d_norm}", vbn_reference=vbn_reference)
         if minibatch_discrimination < 0:
             raise UserError(f"--minibatch-discrimination must be >= 0 (0: off), got {minibatch_discrimination}")
-        if d_arch is None and (loss == "ebgan" or minibatch_discrimination or d_norm != "none" or spectral_norm):
-            d_arch = "vgg"  # options of the VGG-style D (EBGAN's auto-encoder stands in for it)
         model = make_preset(
             preset, scale=scale, **({"batch_norm": False} if no_batch_norm else {}), image_skip=image_skip,
             **({"upsample": upsample} if upsample else {}), projection=projection,

@@ -128,11 +128,16 @@ UNET_D_CHANNELS = 8  # the U-Net's first width in every preset, unless d_channel
 
 
 def preset(name: str, scale: int = 4, **overrides: Any) -> ModelConfig:
-    """The preset's architecture with `overrides`; its D's width is the U-Net's or the VGG-style D's,
-    whichever d_arch it ends with."""
+    """The preset's architecture with `overrides`. Without a d_arch of their own, overrides that
+    only the VGG-style D has (a normalisation, minibatch discrimination, spectral norm as an
+    option, EBGAN's auto-encoder, which stands in for it) pick it; its D's width is then the
+    U-Net's or the VGG-style D's, whichever d_arch it ends with."""
     if name not in PRESETS:
         raise UserError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
     fields = {**PRESETS[name], **overrides}
+    if "d_arch" not in overrides and (fields["d_norm"] != "none" or fields.get("d_minibatch_kernels")
+                                      or fields.get("d_spectral_norm") or fields.get("d_autoencoder")):
+        fields["d_arch"] = "vgg"
     if fields.get("d_arch") == "unet" and "d_channels" not in overrides:
         fields["d_channels"] = UNET_D_CHANNELS
     return ModelConfig(scale=scale, **fields)

@@ -50,8 +50,7 @@ def regime_model(config: CompareConfig) -> ModelConfig:
     normalisation; with --init the generator's fields are the weights file's (the preset sets D)."""
     model = preset(config.preset, scale=config.scale, projection=config.projection, d_norm=config.d_norm,
                    **({"upsample": config.upsample} if config.upsample is not None else {}),
-                   **({"d_arch": config.d_arch} if config.d_arch is not None
-                      else {"d_arch": "vgg"} if config.d_norm != "none" else {}))  # a normalisation is the VGG D's
+                   **({"d_arch": config.d_arch} if config.d_arch is not None else {}))
     if config.init is None:
         return model
     weights = load_generator(Path(config.init)).config

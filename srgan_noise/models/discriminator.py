@@ -148,7 +148,18 @@ def signal_preserving_init(discriminator: "Discriminator", input_mean: float = 0
     nn.init.normal_(discriminator.head[-1].weight, std=0.01)
 
 
-class Discriminator(nn.Module):
+class MapsDiscriminator(nn.Module):
+    """A discriminator whose forward_maps(x) gives (feature maps for the paired feature loss,
+    pooled features for feature matching, outputs): its other two calls follow from it."""
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.forward_maps(x)[1:]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_maps(x)[2]
+
+
+class Discriminator(MapsDiscriminator):
     """(B, 3, H, W) in [0, 1] (any H, W >= 16) -> logits (B,).
 
     Eight 3x3 convs, widths c, c, 2c, 2c, 4c, 4c, 8c, 8c with stride 2 on every
@@ -203,14 +214,8 @@ class Discriminator(nn.Module):
         head_input = features if self.minibatch is None else torch.cat([features, self.minibatch(features)], 1)
         return maps, features, self.head(head_input).squeeze(1)
 
-    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.forward_maps(x)[1:]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_maps(x)[2]
-
-
-class AutoEncoderDiscriminator(nn.Module):
+class AutoEncoderDiscriminator(MapsDiscriminator):
     """EBGAN's discriminator (Zhao et al. 2017): (B, 3, H, W) in [0, 1], H and W
     multiples of 8 -> energy (B,), the mean squared error of its reconstruction of x
     (low: taken for real).
@@ -256,14 +261,8 @@ class AutoEncoderDiscriminator(nn.Module):
         codes = codes[-x.shape[0]:]
         return [codes], codes.flatten(1), energies
 
-    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.forward_maps(x)[1:]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_maps(x)[2]
-
-
-class UNetDiscriminator(nn.Module):
+class UNetDiscriminator(MapsDiscriminator):
     """Real-ESRGAN's U-Net discriminator with spectral normalisation (Wang et al. 2021):
     (B, 3, H, W) in [0, 1], H and W multiples of 8 -> a logit per pixel (B, 1, H, W).
 
@@ -317,12 +316,6 @@ class UNetDiscriminator(nn.Module):
             h = F.leaky_relu(conv(h), 0.2)
             maps.append(h)
         return maps, maps[2].mean((2, 3)), self.conv_out(h)
-
-    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.forward_maps(x)[1:]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_maps(x)[2]
 
 
 def build_discriminator(config: ModelConfig) -> Discriminator | AutoEncoderDiscriminator | UNetDiscriminator:

@@ -184,7 +184,7 @@ class TrainConfig:
         """D's Adam (or RMSProp) rate in the GAN phase: d_lr, or by default UNET_D_LR for the U-Net, lr otherwise."""
         if self.d_lr is not None:
             return self.d_lr
-        return UNET_D_LR if self.model.d_arch == "unet" and not self.model.d_autoencoder else self.lr
+        return UNET_D_LR if self.model.d_arch == "unet" else self.lr
 
     def extended(self, steps: int) -> "TrainConfig":
         """The same run with `steps` GAN steps in all, as `--resume --steps` makes it: the

@@ -58,18 +58,23 @@ def test_omega_per_sample_weights_quadratic():
     torch.testing.assert_close(omega.detach(), expected)
 
 
+def central_difference_gradient(logits_of, x, b, eps=1e-6):
+    """d logits_of(x)[b] / d x[b] by central differences, for inputs x (B, n) and logits (B,)."""
+    grad = torch.zeros(x.shape[1], dtype=x.dtype)
+    for i in range(x.shape[1]):
+        step = torch.zeros_like(x)
+        step[b, i] = eps
+        with torch.no_grad():
+            grad[i] = (logits_of(x + step)[b] - logits_of(x - step)[b]) / (2 * eps)
+    return grad
+
+
 def test_input_gradient_matches_finite_differences():
     d = Quadratic(3)
     x = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
     (norms,) = input_gradient_sq_norms((d(x),), (x,))
-    eps = 1e-6
     for b in range(2):
-        grad = torch.zeros(3, dtype=torch.float64)
-        for i in range(3):
-            step = torch.zeros_like(x)
-            step[b, i] = eps
-            with torch.no_grad():
-                grad[i] = (d(x + step)[b] - d(x - step)[b]) / (2 * eps)
+        grad = central_difference_gradient(d, x, b)
         torch.testing.assert_close(norms[b].detach(), grad.pow(2).sum(), rtol=1e-6, atol=1e-8)
 
 
@@ -285,15 +290,8 @@ def test_pixel_penalties_gradient_matches_finite_differences():
     penalty = d_penalty("r1", d(x), x, d(x), x)
     torch.manual_seed(5)
     pick = torch.randint(3, (2, 1))[:, 0]
-    eps, expected = 1e-6, []
-    for b in range(2):
-        grad = torch.zeros(4, dtype=torch.float64)
-        for i in range(4):
-            step = torch.zeros_like(x)
-            step[b, i] = eps
-            with torch.no_grad():
-                grad[i] = (d(x + step).flatten(1)[b, pick[b]] - d(x - step).flatten(1)[b, pick[b]]) / (2 * eps)
-        expected.append(grad.pow(2).sum())
+    drawn = lambda x: d(x).flatten(1)[torch.arange(2), pick]  # each example's drawn pixel's logit
+    expected = [central_difference_gradient(drawn, x, b).pow(2).sum() for b in range(2)]
     torch.testing.assert_close(penalty.detach(), torch.stack(expected).mean(), rtol=1e-6, atol=1e-8)
 
 
