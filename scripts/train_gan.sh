@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # The release GAN run of the realism issue (docs/realism.md): from the shipped PSNR model, the U-Net D
-# (small preset, 8 channels, D at 2e-3 against G's 1e-4), content MSE + the paired D-feature loss +
-# 1e-2 x adversarial, G's moving average (0.999), no instance noise; one thread, in the background,
-# resuming where it stopped (run it again after an interruption).
-# Usage: [LOSS=non-saturating|relativistic] [FEATURES=1] scripts/train_gan.sh [gan steps] [run folder]
-#   (default: 20000 steps, runs/gan-small-$LOSS), logging to RUN.log
+# (small preset, 8 channels, D at 2e-3 against G's 1e-4), content MSE + 0.1 x the paired D-feature
+# loss + 0.1 x adversarial, G's moving average (0.999), no instance noise; one thread, in the
+# background, resuming where it stopped (run it again after an interruption).
+# Usage: [LOSS=non-saturating|relativistic] [ADV=0.1] [FEATURES=0.1] scripts/train_gan.sh [gan steps] [run folder]
+#   (default: 20000 steps, runs/gan-small-$LOSS-adv$ADV-feat$FEATURES), logging to RUN.log
 # Check it on Set5: .venv/bin/srgan eval --data ../shared/data/Set5 --weights RUN/generator.safetensors --critic
 set -euo pipefail
 cd "$(dirname "$0")/.."
 steps=${1:-20000}
 loss=${LOSS:-non-saturating}
-run=${2:-runs/gan-small-$loss}
+adv=${ADV:-0.1}
+features=${FEATURES:-0.1}
+run=${2:-runs/gan-small-$loss-adv$adv-feat$features}
 data=${DATA:-../shared/data}
 if [ -f "$run/checkpoint.pt" ]; then
     command=(.venv/bin/srgan train --resume "$run" --steps "$steps" --no-progress)
@@ -18,8 +20,8 @@ else
     mkdir -p "$(dirname "$run")"
     command=(.venv/bin/srgan train --data "$data/T91" --data "$data/BSD200" --val "$data/Set5" --preset small --scale 4
              --init srgan_noise/inference/pretrained/srresnet_x4.safetensors --pretrain-steps 0 --steps "$steps"
-             --batch-size 16 --patch-size 64 --lr 1e-4 --loss "$loss" --adv-weight 1e-2
-             --d-feature-weight "${FEATURES:-1}" --noise none --ema 0.999 --log-every 100 --checkpoint-every 500
+             --batch-size 16 --patch-size 64 --lr 1e-4 --loss "$loss" --adv-weight "$adv"
+             --d-feature-weight "$features" --noise none --ema 0.999 --log-every 100 --checkpoint-every 500
              --seed 0 --no-progress --out "$run")
 fi
 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nohup "${command[@]}" >> "$run.log" 2>&1 &
