@@ -102,3 +102,24 @@ def test_shipped_psnr_model_holds_its_measured_set5_figure():
     result = evaluate_images(images, 4, load_generator(shipped_weights("psnr", 4)))
     assert result.mean[MODEL]["psnr"] >= PSNR_MODEL_SET5_DB - 0.1
     assert result.mean[MODEL]["psnr"] < PSNR_MODEL_SET5_DB + 0.1  # the figure in the docs is this file's
+
+
+# The shipped GAN model's Set5 figures (docs/models.md: `srgan eval --data ../shared/data/Set5 --model gan
+# --bicubic`), made by scripts/train_gan.sh: the U-Net D, MSE + 0.1 x D-feature + 0.1 x adversarial, EMA 0.999.
+GAN_MODEL_SET5_DB = 29.88
+GAN_MODEL_SET5_HIGH_BAND = 0.777
+
+
+@pytest.mark.skipif(not SET5.is_dir(), reason="shared Set5 not present")
+def test_shipped_gan_model_holds_its_figures_and_adds_detail_within_bounds():
+    """The realism issue's targets that do not need the (slow, noisy) critic: PSNR at least
+    bicubic + 0.5 dB, and more fine-detail energy than the PSNR model without exceeding the HR
+    images' by a fifth (the issue's floor of 0.8 is not reached: 0.777, docs/realism.md)."""
+    images = [(path.name, load_rgb(path)) for path in list_images(SET5)]
+    result = evaluate_images(images, 4, load_generator(shipped_weights("gan", 4)), bicubic=True)
+    model, bicubic = result.mean[MODEL], result.mean[BICUBIC]
+    psnr_model = evaluate_images(images, 4, load_generator(shipped_weights("psnr", 4))).mean[MODEL]
+    assert model["psnr"] >= bicubic["psnr"] + 0.5
+    assert psnr_model["hf_ratio"] + 0.25 <= model["hf_ratio"] <= 1.2
+    assert model["psnr"] == pytest.approx(GAN_MODEL_SET5_DB, abs=0.1)  # the figures in the docs are this file's
+    assert model["hf_ratio"] == pytest.approx(GAN_MODEL_SET5_HIGH_BAND, abs=0.02)
