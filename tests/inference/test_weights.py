@@ -1,3 +1,4 @@
+import functools
 import os
 import shutil
 from pathlib import Path
@@ -77,12 +78,23 @@ def test_wheel_ships_the_weights_and_finds_them_installed(tmp_path):
 SET5 = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "Set5"
 
 
+@functools.cache
+def set5_images() -> list[tuple[str, torch.Tensor]]:
+    return [(path.name, load_rgb(path)) for path in list_images(SET5)]
+
+
+@functools.cache
+def set5_x4_means(model: str) -> dict[str, dict[str, float]]:
+    """A shipped x4 model's Set5 means, and bicubic's: scored once for the tests that compare them."""
+    return evaluate_images(set5_images(), 4, load_generator(shipped_weights(model, 4)), bicubic=True).mean
+
+
 @pytest.mark.skipif(not SET5.is_dir(), reason="shared Set5 not present")
 @pytest.mark.parametrize("scale", [2, 4])
 def test_shipped_real_model_gains_half_a_db_on_every_family(scale):
     """`srgan upscale`'s default must beat bicubic upsampling of the same LR image
     whatever made it (docs/real-photos.md; the table there is this, per family)."""
-    images = [(path.name, load_rgb(path)) for path in list_images(SET5)]
+    images = set5_images()
     generator = load_generator(shipped_weights("real", scale))
     gains = {}
     for family in REAL_INPUT_FAMILIES:
@@ -98,10 +110,9 @@ PSNR_MODEL_SET5_DB = 31.34
 
 @pytest.mark.skipif(not SET5.is_dir(), reason="shared Set5 not present")
 def test_shipped_psnr_model_holds_its_measured_set5_figure():
-    images = [(path.name, load_rgb(path)) for path in list_images(SET5)]
-    result = evaluate_images(images, 4, load_generator(shipped_weights("psnr", 4)))
-    assert result.mean[MODEL]["psnr"] >= PSNR_MODEL_SET5_DB - 0.1
-    assert result.mean[MODEL]["psnr"] < PSNR_MODEL_SET5_DB + 0.1  # the figure in the docs is this file's
+    psnr = set5_x4_means("psnr")[MODEL]["psnr"]
+    assert psnr >= PSNR_MODEL_SET5_DB - 0.1
+    assert psnr < PSNR_MODEL_SET5_DB + 0.1  # the figure in the docs is this file's
 
 
 # The shipped GAN model's Set5 figures (docs/models.md: `srgan eval --data ../shared/data/Set5 --model gan
@@ -115,10 +126,8 @@ def test_shipped_gan_model_holds_its_figures_and_adds_detail_within_bounds():
     """The realism issue's targets that do not need the (slow, noisy) critic: PSNR at least
     bicubic + 0.5 dB, and more fine-detail energy than the PSNR model without exceeding the HR
     images' by a fifth (the issue's floor of 0.8 is not reached: 0.777, docs/realism.md)."""
-    images = [(path.name, load_rgb(path)) for path in list_images(SET5)]
-    result = evaluate_images(images, 4, load_generator(shipped_weights("gan", 4)), bicubic=True)
-    model, bicubic = result.mean[MODEL], result.mean[BICUBIC]
-    psnr_model = evaluate_images(images, 4, load_generator(shipped_weights("psnr", 4))).mean[MODEL]
+    model, bicubic = set5_x4_means("gan")[MODEL], set5_x4_means("gan")[BICUBIC]
+    psnr_model = set5_x4_means("psnr")[MODEL]
     assert model["psnr"] >= bicubic["psnr"] + 0.5
     assert psnr_model["hf_ratio"] + 0.25 <= model["hf_ratio"] <= 1.2
     assert model["psnr"] == pytest.approx(GAN_MODEL_SET5_DB, abs=0.1)  # the figures in the docs are this file's
